@@ -1,0 +1,64 @@
+"""``funcmtl methods``: list what the library offers, one line each."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable
+from typing import Literal
+
+import funcmtl as fm
+
+Group = Literal["optimizers", "schedules", "transforms", "losses", "metrics"]
+
+_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+@dataclasses.dataclass(frozen=True)
+class Methods:
+    """List every optimizer, transform, schedule, loss and metric funcmtl provides."""
+
+    group: Group | None = None
+    """Only this group; default: all."""
+
+
+def _public_functions(module: object) -> dict[str, Callable]:
+    return {
+        name: obj
+        for name in module.__all__
+        if inspect.isfunction(obj := getattr(module, name))
+    }
+
+
+def _is_schedule(name: str) -> bool:
+    return name.endswith("_schedule") and not name.startswith("scale_by")
+
+
+def groups() -> dict[str, dict[str, Callable]]:
+    """Every listed name, by group, in a stable order."""
+    optim = _public_functions(fm.optim)
+    return {
+        "optimizers": {n: optim[n] for n in _OPTIMIZERS},
+        "schedules": {n: f for n, f in optim.items() if _is_schedule(n)},
+        "transforms": {
+            n: f for n, f in optim.items() if n not in _OPTIMIZERS and not _is_schedule(n)
+        },
+        "losses": _public_functions(fm.losses),
+        "metrics": _public_functions(fm.metrics),
+    }
+
+
+def summary_line(obj: object) -> str:
+    """The first paragraph of an object's docstring, on one line."""
+    doc = inspect.getdoc(obj) or ""
+    return doc.split("\n\n")[0].replace("\n", " ").strip().removesuffix("::").rstrip(":")
+
+
+def run(config: Methods) -> int:
+    for group, functions in groups().items():
+        if config.group not in (None, group):
+            continue
+        print(f"{group}:")
+        for name, function in functions.items():
+            print(f"  {name:<30} {summary_line(function)}")
+    return 0

@@ -1,0 +1,23 @@
+"""funcmtl: functional multi-task learning and vectorized ensembles on pure PyTorch.
+
+Models are stateless parameter pytrees run through ``torch.func.functional_call``; a leading
+axis on every leaf is a batch of models, trained in one ``vmap``.
+"""
+
+from funcmtl import data, losses, metrics, optim, random, train, tree
+from funcmtl.functional import Apply, functional, init, load_into
+
+__all__ = [
+    "Apply",
+    "data",
+    "functional",
+    "init",
+    "load_into",
+    "losses",
+    "metrics",
+    "optim",
+    "random",
+    "train",
+    "tree",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,83 @@
+"""A key-driven minibatch loader over in-memory pytrees of tensors.
+
+A dataset is any pytree whose leaves share a leading example axis ``N``, e.g.
+``(x, {"left": y1, "sum": y2})``. The order of epoch ``e`` is ``permutation(fold_in(key, e))``:
+a pure function of the key and the epoch, so a resumed run sees exactly the batches an
+uninterrupted one would have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+
+from funcmtl import random, tree
+
+PyTree = Any
+
+
+def num_examples(data: PyTree) -> int:
+    """The common leading size ``N`` of every leaf of ``data``."""
+    leaves = tree.leaves(data)
+    if not leaves:
+        raise ValueError("`data` must hold at least one tensor; got an empty pytree.")
+    sizes = {x.shape[0] if x.dim() else None for x in leaves}
+    if len(sizes) != 1 or None in sizes:
+        found = [tuple(x.shape) for x in leaves]
+        raise ValueError(
+            f"every tensor in `data` must share the leading example axis N; got shapes {found}."
+        )
+    return int(sizes.pop())
+
+
+def take(data: PyTree, indices: torch.Tensor) -> PyTree:
+    """Select examples ``indices`` (int64 ``(n,)``) from every leaf."""
+    return tree.map(lambda x: x.index_select(0, indices.to(x.device)), data)
+
+
+def batches(
+    data: PyTree,
+    batch_size: int,
+    *,
+    key: torch.Tensor | None = None,
+    epoch: int = 0,
+    drop_last: bool = False,
+) -> Iterator[PyTree]:
+    """Yield minibatches of ``data``; shuffled from ``fold_in(key, epoch)`` when a key is given.
+
+    Args:
+        data: pytree of tensors with leading axis ``N``.
+        batch_size: examples per batch (the last one may be smaller unless ``drop_last``).
+        key: shuffling key ``(2,)``; ``None`` keeps the stored order (evaluation).
+        epoch: epoch number, folded into the key so every epoch has its own order.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
+    n = num_examples(data)
+    if key is None:
+        order = torch.arange(n)
+    else:
+        order = random.permutation(random.fold_in(key, epoch), n)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        yield take(data, order[start : start + batch_size])
+
+
+def random_split(
+    data: PyTree, fractions: Sequence[float], *, key: torch.Tensor
+) -> list[PyTree]:
+    """Split ``data`` into disjoint parts of the given fractions, deterministically from ``key``.
+
+    Example:
+        >>> train, val, test = random_split(data, (0.8, 0.1, 0.1), key=fm.random.key(0))
+    """
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(
+            f"`fractions` must be non-negative and sum to 1; got {tuple(fractions)}."
+        )
+    n = num_examples(data)
+    order = random.permutation(key, n)
+    bounds = [round(n * sum(fractions[:i])) for i in range(len(fractions) + 1)]
+    return [take(data, order[lo:hi]) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]

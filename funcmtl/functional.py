@@ -1,0 +1,267 @@
+"""Turn an ``nn.Module`` definition into a pure function of explicit parameters.
+
+``functional(module)`` returns ``(apply, params, buffers)``: ``params`` and ``buffers`` are
+``dict[str, Tensor]`` copies of the module's state, and ``apply`` runs the module through
+:func:`torch.func.functional_call`::
+
+    outputs, new_buffers = apply(params, buffers, *inputs, train=True, key=key)
+
+``apply`` never mutates its arguments. Buffers are explicit: in training mode BatchNorm's
+running statistics are updated on a copy that comes back as ``new_buffers`` (identical to
+``buffers`` in eval mode, or ``{}`` for a module without buffers).
+
+Dropout is driven by the key: in the training copy of the definition every ``nn.Dropout``,
+``nn.Dropout1d/2d/3d`` is replaced by a key-driven equivalent (same ``p``, same scaling), so a
+forward pass is a pure function of ``(params, buffers, inputs, key)`` and runs per member
+under ``vmap``. Random ops a module calls itself (``F.dropout`` in ``forward``) still use
+torch's global generator; see :mod:`funcmtl.random` for how to seed it from a key.
+
+``init(module, key)`` draws fresh parameters by re-running the module's own
+``reset_parameters`` logic with torch's generator seeded from the key.
+
+Example:
+    >>> net = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 2))
+    >>> apply, params, buffers = fm.functional(net)
+    >>> params, buffers = fm.init(net, fm.random.key(0))
+    >>> logits, buffers = apply(params, buffers, torch.randn(8, 4), train=True, key=k)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from funcmtl import random
+
+__all__ = ["Apply", "functional", "init", "load_into"]
+
+Params = dict[str, torch.Tensor]
+
+_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+class _DropoutContext(threading.local):
+    """The key (and optional rate override) of the forward pass running on this thread."""
+
+    def __init__(self) -> None:
+        self.key: torch.Tensor | None = None
+        self.rate: torch.Tensor | float | None = None
+        self.calls = 0
+
+
+_context = _DropoutContext()
+
+
+@contextlib.contextmanager
+def _dropout_scope(key: torch.Tensor | None, rate: torch.Tensor | float | None) -> Iterator[None]:
+    saved = (_context.key, _context.rate, _context.calls)
+    _context.key, _context.rate, _context.calls = key, rate, 0
+    try:
+        yield
+    finally:
+        _context.key, _context.rate, _context.calls = saved
+
+
+class KeyedDropout(nn.Module):
+    """Dropout whose mask comes from the key of the current ``apply`` call.
+
+    Each dropout call in a forward pass uses ``fold_in(key, call_index)``, so layers get
+    independent masks and the same key reproduces them. ``channelwise`` drops whole channels
+    (``(N, C, ...)`` inputs) like ``nn.Dropout1d/2d/3d``.
+    """
+
+    def __init__(self, p: float, channelwise: bool = False) -> None:
+        super().__init__()
+        self.p = p
+        self.channelwise = channelwise
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or (_context.rate is None and self.p == 0):
+            return x
+        if _context.key is None:
+            raise ValueError(
+                "This model has dropout, so `apply(..., train=True)` needs `key=`; got no key."
+            )
+        rate = self.p if _context.rate is None else _context.rate
+        step_key = random.fold_in(_context.key, _context.calls)
+        _context.calls += 1
+        shape = x.shape[:2] + (1,) * (x.dim() - 2) if self.channelwise else x.shape
+        keep = random.uniform(step_key, shape, dtype=x.dtype) >= rate
+        return x * keep.to(x.dtype) / (1.0 - rate)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, channelwise={self.channelwise}"
+
+
+def _with_keyed_dropout(module: nn.Module) -> nn.Module:
+    """Replace torch dropout layers (in place, on a copy we own) by :class:`KeyedDropout`."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, _DROPOUT_TYPES):
+            keyed = KeyedDropout(child.p, channelwise=type(child) is not nn.Dropout)
+            setattr(module, name, keyed)
+        else:
+            _with_keyed_dropout(child)
+    return module
+
+
+def _on_meta(module: nn.Module) -> nn.Module:
+    return copy.deepcopy(module).to("meta")
+
+
+class Apply:
+    """The pure forward function of a module definition (see :func:`functional`).
+
+    Calling it: ``apply(params, buffers, *args, train=False, key=None, dropout_rate=None,
+    **kwargs) -> (outputs, new_buffers)``.
+
+    Args:
+        params: ``dict[str, Tensor]`` with exactly the module's parameter names.
+        buffers: ``dict[str, Tensor]`` with the module's buffer names (``{}`` if none).
+        train: run in training mode (dropout active, BatchNorm uses and updates batch stats).
+        key: key for dropout; required when ``train=True`` and the module has dropout.
+        dropout_rate: optional override of every dropout layer's rate (a number or a 0-dim
+            tensor, e.g. one rate per ensemble member under vmap).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self._eval = _on_meta(module).eval()
+        self._train = _with_keyed_dropout(_on_meta(module)).train()
+        self.param_names = tuple(name for name, _ in module.named_parameters())
+        self.buffer_names = tuple(name for name, _ in module.named_buffers())
+        self.has_dropout = any(isinstance(m, KeyedDropout) for m in self._train.modules())
+
+    @staticmethod
+    def _check_names(given: Any, expected: tuple[str, ...], what: str) -> None:
+        if not isinstance(given, dict):
+            raise ValueError(f"`{what}` must be a dict[str, Tensor]; got {type(given).__name__}.")
+        if len(given) == len(expected) and all(name in given for name in expected):
+            return
+        missing = [n for n in expected if n not in given]
+        extra = [n for n in given if n not in expected]
+        raise ValueError(
+            f"`{what}` must have the module's {what} names; missing {missing[:5]}, "
+            f"unexpected {extra[:5]}."
+        )
+
+    def __call__(
+        self,
+        params: Params,
+        buffers: Params,
+        *args: Any,
+        train: bool = False,
+        key: torch.Tensor | None = None,
+        dropout_rate: torch.Tensor | float | None = None,
+        **kwargs: Any,
+    ) -> tuple[Any, Params]:
+        self._check_names(params, self.param_names, "params")
+        self._check_names(buffers, self.buffer_names, "buffers")
+        if key is not None:
+            random.check_key(key)
+        definition = self._train if train else self._eval
+        # BatchNorm updates running stats in place: give it copies, hand them back.
+        new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers
+        with _dropout_scope(key, dropout_rate):
+            outputs = torch.func.functional_call(
+                definition, (params, new_buffers), args, kwargs, strict=True
+            )
+        return outputs, new_buffers
+
+
+def _state(module: nn.Module, device: Any = None, dtype: torch.dtype | None = None):
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        t = t.detach().clone()
+        return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+
+    params = {name: convert(p) for name, p in module.named_parameters()}
+    buffers = {name: convert(b) for name, b in module.named_buffers()}
+    return params, buffers
+
+
+def functional(module: nn.Module) -> tuple[Apply, Params, Params]:
+    """Split a module into its pure forward function and copies of its current state.
+
+    Returns:
+        ``(apply, params, buffers)``; ``params``/``buffers`` are detached clones.
+    """
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"`module` must be a torch.nn.Module; got {type(module).__name__}.")
+    params, buffers = _state(module)
+    return Apply(module), params, buffers
+
+
+def init(
+    module: nn.Module,
+    key: torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+) -> tuple[Params, Params]:
+    """Fresh ``(params, buffers)`` for ``module``, a pure function of ``key``.
+
+    Every submodule's own ``reset_parameters`` (the initialisation the module's author wrote)
+    is re-run on a CPU copy with torch's generator seeded from ``key``, so the same key gives
+    the same weights on any device. Parameters that no ``reset_parameters`` covers keep the
+    definition's values (a warning names them). A module built on the ``meta`` device works.
+
+    Args:
+        module: the definition; it is not modified.
+        key: key ``(2,)``.
+        device: where to put the result (default: CPU).
+        dtype: floating dtype of the result (default: the module's).
+    """
+    random.check_key(key)
+    fresh = copy.deepcopy(module)
+    if any(t.is_meta for t in (*fresh.parameters(), *fresh.buffers())):
+        fresh = fresh.to_empty(device="cpu")
+    else:
+        fresh = fresh.to("cpu")
+    covered: set[int] = set()
+    with random.torch_seed(key):
+        for sub in fresh.modules():
+            reset = getattr(sub, "reset_parameters", None) or getattr(
+                sub, "_reset_parameters", None
+            )
+            if callable(reset):
+                reset()
+                covered.update(id(p) for p in sub.parameters(recurse=False))
+    uncovered = [name for name, p in fresh.named_parameters() if id(p) not in covered]
+    if uncovered:
+        warnings.warn(
+            f"fm.init: no reset_parameters covers {uncovered[:5]}; they keep the definition's "
+            "values. Give their module a reset_parameters method to draw them from the key.",
+            stacklevel=2,
+        )
+    return _state(fresh, device=device, dtype=dtype)
+
+
+def load_into(module: nn.Module, params: Params, buffers: Params | None = None) -> nn.Module:
+    """Copy ``params`` (and ``buffers``) into a deep copy of ``module`` and return it.
+
+    The inverse of :func:`functional`: hands a trained pytree back as an ordinary module
+    (e.g. one ensemble member, for ``torch.save(module.state_dict())``).
+    """
+    out = copy.deepcopy(module)
+    targets = {"params": dict(out.named_parameters())}
+    if buffers is not None:
+        targets["buffers"] = dict(out.named_buffers())
+    with torch.no_grad():
+        for what, given in (("params", params), ("buffers", buffers)):
+            if given is None:
+                continue
+            Apply._check_names(given, tuple(targets[what]), what)
+            for name, value in given.items():
+                target = targets[what][name]
+                if target.shape != value.shape:
+                    raise ValueError(
+                        f"`{what}['{name}']` must have shape {tuple(target.shape)}; "
+                        f"got {tuple(value.shape)}."
+                    )
+                target.copy_(value)
+    return out

@@ -1,0 +1,77 @@
+"""Keys: determinism, independence, vmap behaviour, and the torch-generator bridge."""
+
+import pytest
+import torch
+
+import funcmtl as fm
+from funcmtl import random as fr
+
+
+def test_same_key_same_numbers_different_keys_different_numbers():
+    k = fr.key(42)
+    assert torch.equal(fr.normal(k, (100,)), fr.normal(fr.key(42), (100,)))
+    assert not torch.equal(fr.normal(k, (100,)), fr.normal(fr.key(43), (100,)))
+    a, b = fr.split(k)
+    assert not torch.equal(fr.uniform(a, (50,)), fr.uniform(b, (50,)))
+    assert not torch.equal(fr.fold_in(k, 1), fr.fold_in(k, 2))
+    assert torch.equal(fr.fold_in(k, 7), fr.fold_in(k, torch.tensor(7)))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2**40 + 3])
+def test_distributions_have_the_right_moments(seed):
+    n = 200_000
+    u = fr.uniform(fr.key(seed), (n,))
+    z = fr.normal(fr.key(seed), (n,))
+    # 6 standard errors: fails only for a broken generator.
+    assert abs(u.mean() - 0.5) < 6 * (1 / 12) ** 0.5 / n**0.5
+    assert abs(u.var() - 1 / 12) < 0.002
+    assert 0.0 < u.min() and u.max() < 1.0
+    assert abs(z.mean()) < 6 / n**0.5
+    assert abs(z.std() - 1.0) < 0.01
+    assert abs(fr.bernoulli(fr.key(seed), 0.3, (n,)).float().mean() - 0.3) < 0.01
+    ints = fr.randint(fr.key(seed), (n,), 2, 7)
+    assert ints.min() == 2 and ints.max() == 6
+    counts = torch.bincount(ints - 2, minlength=5).float() / n
+    assert torch.allclose(counts, torch.full((5,), 0.2), atol=0.01)
+
+
+def test_streams_of_related_keys_are_uncorrelated():
+    k = fr.key(5)
+    pairs = [(fr.key(1), fr.key(2)), tuple(fr.split(k)), (fr.fold_in(k, 0), fr.fold_in(k, 1))]
+    for a, b in pairs:
+        x, y = fr.uniform(a, (100_000,)), fr.uniform(b, (100_000,))
+        assert abs(torch.corrcoef(torch.stack([x, y]))[0, 1]) < 0.02
+
+
+def test_permutation_is_a_permutation():
+    p = fr.permutation(fr.key(3), 1000)
+    assert torch.equal(torch.sort(p).values, torch.arange(1000))
+
+
+def test_vmap_over_keys_equals_solo_calls():
+    keys = fr.split(fr.key(0), 6)
+    batched = torch.func.vmap(lambda k: fr.normal(fr.fold_in(k, 3), (4, 5)))(keys)
+    for i in range(6):
+        assert torch.equal(batched[i], fr.normal(fr.fold_in(keys[i], 3), (4, 5)))
+
+
+def test_torch_seed_is_reproducible_and_restores_the_global_generator():
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    with fr.torch_seed(fr.key(9)):
+        a = torch.randn(5)
+    with fr.torch_seed(fr.key(9)):
+        b = torch.randn(5)
+    assert torch.equal(a, b)
+    assert torch.equal(torch.rand(3), expected_next)
+
+
+def test_bad_keys_and_seeds_are_rejected_with_clear_messages():
+    with pytest.raises(ValueError, match=r"`seed` must be an integer in \[0, 2\*\*64\); got -1"):
+        fr.key(-1)
+    with pytest.raises(ValueError, match=r"int64 tensor of shape \(2,\).*got torch.float32"):
+        fr.normal(torch.zeros(2), (3,))
+    with pytest.raises(ValueError, match="`num` must be a positive integer; got 0"):
+        fr.split(fr.key(0), 0)
+    assert fm.random is fr
