@@ -8,11 +8,12 @@ from typing import Any
 
 import tyro
 
-from cli import methods
+from cli import bench, methods
 
-# Subcommand name -> (config class, runner). Later issues add train, compare, ensemble, ...
+# Subcommand name -> (config type, runner). Later issues add train, compare, ensemble, ...
 _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "methods": (methods.Methods, methods.run),
+    "bench": (bench.Bench, bench.run),
 }
 
 

@@ -4,12 +4,13 @@ Models are stateless parameter pytrees run through ``torch.func.functional_call`
 axis on every leaf is a batch of models, trained in one ``vmap``.
 """
 
-from funcmtl import data, losses, metrics, optim, random, train, tree
+from funcmtl import data, ensemble, losses, metrics, optim, random, train, tree
 from funcmtl.functional import Apply, functional, init, load_into
 
 __all__ = [
     "Apply",
     "data",
+    "ensemble",
     "functional",
     "init",
     "load_into",

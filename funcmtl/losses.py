@@ -29,52 +29,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._masking import (
+    check_class_ids,
+    check_float,
+    check_pair,
+    format_shape,
+    mask_weights,
+    sanitize,
+)
+
 __all__ = ["binary_cross_entropy", "cross_entropy", "huber", "l1", "mse"]
-
-
-def _shape(shape: tuple[int, ...] | torch.Size) -> str:
-    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _check_float(x: Tensor, name: str) -> None:
-    if not isinstance(x, Tensor):
-        raise ValueError(f"`{name}` must be a torch.Tensor; got {type(x).__name__}.")
-    if not x.is_floating_point():
-        raise ValueError(f"`{name}` must be a floating point tensor; got {x.dtype}.")
-
-
-def _check_pair(pred: Tensor, target: Tensor) -> None:
-    _check_float(pred, "pred")
-    if pred.ndim == 0:
-        raise ValueError("`pred` must have shape (N, ...) with a batch axis; got a 0-dim tensor.")
-    if not isinstance(target, Tensor) or target.shape != pred.shape:
-        found = _shape(target.shape) if isinstance(target, Tensor) else type(target).__name__
-        raise ValueError(
-            f"`target` must have the shape of `pred` {_shape(pred.shape)}; got {found}."
-        )
-
-
-def _mask_weights(
-    mask: Tensor | None, like: Tensor, dtype: torch.dtype, *, elementwise: bool
-) -> Tensor | None:
-    """Return ``mask`` as ``dtype`` weights broadcast to ``like.shape``, or ``None``.
-
-    ``mask`` is ``(N,)``, or (when ``elementwise``) exactly ``like.shape``.
-    """
-    if mask is None:
-        return None
-    if not isinstance(mask, Tensor):
-        raise ValueError(f"`mask` must be a torch.Tensor or None; got {type(mask).__name__}.")
-    n = like.shape[0]
-    if mask.shape != (n,) and not (elementwise and mask.shape == like.shape):
-        allowed = f"(N,)=({n},)"
-        if elementwise and like.ndim > 1:
-            allowed += f" or the shape of `pred` {_shape(like.shape)}"
-        raise ValueError(f"`mask` must have shape {allowed}; got {_shape(mask.shape)}.")
-    if mask.is_complex():
-        raise ValueError(f"`mask` must be bool or real weights; got {mask.dtype}.")
-    weights = mask.to(dtype)
-    return weights.reshape(weights.shape + (1,) * (like.ndim - weights.ndim)).expand(like.shape)
 
 
 def _weighted_mean(loss: Tensor, weights: Tensor | None) -> Tensor:
@@ -85,12 +49,6 @@ def _weighted_mean(loss: Tensor, weights: Tensor | None) -> Tensor:
     # `where`, not `loss * w`: a NaN loss at a masked-out entry must contribute 0, not NaN.
     weighted = torch.where(weights != 0, loss * weights, torch.zeros_like(loss)).sum()
     return weighted / torch.where(total != 0, total, torch.ones_like(total))
-
-
-def _sanitize(target: Tensor, weights: Tensor | None) -> Tensor:
-    if weights is None:
-        return target
-    return torch.where(weights != 0, target, torch.zeros_like(target))
 
 
 def cross_entropy(
@@ -118,22 +76,15 @@ def cross_entropy(
         Szegedy et al., `Rethinking the Inception Architecture for Computer Vision
         <https://arxiv.org/abs/1512.00567>`_, 2016 (label smoothing).
     """
-    _check_float(logits, "logits")
+    check_float(logits, "logits")
     if logits.ndim != 2:
-        raise ValueError(f"`logits` must have shape (N, C); got {_shape(logits.shape)}.")
+        raise ValueError(f"`logits` must have shape (N, C); got {format_shape(logits.shape)}.")
     n, num_classes = logits.shape
-    if not isinstance(labels, Tensor) or labels.shape != (n,):
-        found = _shape(labels.shape) if isinstance(labels, Tensor) else type(labels).__name__
-        raise ValueError(
-            f"`labels` must have shape (N,)=({n},) to match `logits` {_shape(logits.shape)};"
-            f" got {found}."
-        )
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise ValueError(f"`labels` must be integer class ids (int64); got {labels.dtype}.")
+    check_class_ids(labels, n, "logits", logits.shape)
     if not 0.0 <= float(label_smoothing) <= 1.0:
         raise ValueError(f"`label_smoothing` must lie in [0, 1]; got {label_smoothing}.")
-    weights = _mask_weights(mask, labels, logits.dtype, elementwise=False)
-    labels = _sanitize(labels, weights).long()
+    weights = mask_weights(mask, labels, logits.dtype, elementwise=False)
+    labels = sanitize(labels, weights).long()
     log_probs = torch.log_softmax(logits, dim=-1)
     loss = -log_probs.gather(-1, labels[:, None])[:, 0]
     if label_smoothing:
@@ -163,16 +114,9 @@ def binary_cross_entropy(
     Returns:
         A 0-dim tensor; 0 when nothing is valid.
     """
-    _check_float(logits, "logits")
-    if logits.ndim == 0:
-        raise ValueError("`logits` must have shape (N, ...) with a batch axis; got 0-dim.")
-    if not isinstance(targets, Tensor) or targets.shape != logits.shape:
-        found = _shape(targets.shape) if isinstance(targets, Tensor) else type(targets).__name__
-        raise ValueError(
-            f"`targets` must have the shape of `logits` {_shape(logits.shape)}; got {found}."
-        )
-    weights = _mask_weights(mask, logits, logits.dtype, elementwise=True)
-    targets = _sanitize(targets.to(logits.dtype), weights)
+    check_pair(logits, targets, pred_name="logits", target_name="targets")
+    weights = mask_weights(mask, logits, logits.dtype, elementwise=True)
+    targets = sanitize(targets.to(logits.dtype), weights)
     softplus_neg = torch.nn.functional.softplus(-logits)
     if pos_weight is None:
         loss = (1.0 - targets) * logits + softplus_neg
@@ -182,8 +126,8 @@ def binary_cross_entropy(
             torch.broadcast_shapes(pos_weight.shape, logits.shape[1:])
         except RuntimeError:
             raise ValueError(
-                f"`pos_weight` must broadcast to `logits.shape[1:]` {_shape(logits.shape[1:])};"
-                f" got {_shape(pos_weight.shape)}."
+                "`pos_weight` must broadcast to `logits.shape[1:]`"
+                f" {format_shape(logits.shape[1:])}; got {format_shape(pos_weight.shape)}."
             ) from None
         loss = (1.0 - targets) * logits + (1.0 + (pos_weight - 1.0) * targets) * softplus_neg
     return _weighted_mean(loss, weights)
@@ -197,16 +141,16 @@ def mse(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
         target: the shape of ``pred``; masked-out entries may be NaN.
         mask: ``(N,)`` or the shape of ``pred``, bool or float weights.
     """
-    _check_pair(pred, target)
-    weights = _mask_weights(mask, pred, pred.dtype, elementwise=True)
-    return _weighted_mean((pred - _sanitize(target, weights)).square(), weights)
+    check_pair(pred, target)
+    weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
+    return _weighted_mean((pred - sanitize(target, weights)).square(), weights)
 
 
 def l1(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
     """Mean absolute error ``mean |pred - target|`` over valid elements (see :func:`mse`)."""
-    _check_pair(pred, target)
-    weights = _mask_weights(mask, pred, pred.dtype, elementwise=True)
-    return _weighted_mean((pred - _sanitize(target, weights)).abs(), weights)
+    check_pair(pred, target)
+    weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
+    return _weighted_mean((pred - sanitize(target, weights)).abs(), weights)
 
 
 def huber(
@@ -221,10 +165,10 @@ def huber(
         Huber, `Robust Estimation of a Location Parameter
         <https://doi.org/10.1214/aoms/1177703732>`_, 1964.
     """
-    _check_pair(pred, target)
+    check_pair(pred, target)
     if not float(delta) > 0.0:
         raise ValueError(f"`delta` must be positive; got {delta}.")
-    weights = _mask_weights(mask, pred, pred.dtype, elementwise=True)
-    abs_error = (pred - _sanitize(target, weights)).abs()
+    weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
+    abs_error = (pred - sanitize(target, weights)).abs()
     quadratic = abs_error.clamp(max=delta)
     return _weighted_mean(quadratic * (abs_error - 0.5 * quadratic), weights)

@@ -24,14 +24,17 @@ from typing import Any, NamedTuple
 import torch
 
 from funcmtl import data as data_lib
-from funcmtl import optim, random
+from funcmtl import optim, random, tree
 
 PyTree = Any
 Params = dict[str, torch.Tensor]
 Metrics = dict[str, torch.Tensor]
+Hparams = dict[str, torch.Tensor]
 LossFn = Callable[
-    [Params, Params, PyTree, torch.Tensor], tuple[torch.Tensor, tuple[Params, Metrics]]
+    [Params, Params, PyTree, torch.Tensor, Hparams],
+    tuple[torch.Tensor, tuple[Params, Metrics]],
 ]
+Optimizer = optim.GradientTransformation | Callable[[Hparams], optim.GradientTransformation]
 Step = Callable[[Any, PyTree, torch.Tensor], tuple[Any, Metrics]]
 
 
@@ -42,13 +45,42 @@ class TrainState(NamedTuple):
     buffers: Params
     opt_state: PyTree
     step: torch.Tensor  # shape=(), int64: number of updates applied
+    hparams: Hparams = {}  # 0-dim tensors, e.g. a per-member learning rate
+
+
+def resolve_optimizer(optimizer: Optimizer, hparams: Hparams) -> optim.GradientTransformation:
+    """The transform itself, or the one a factory builds from the state's hyperparameters.
+
+    A factory ``hparams -> GradientTransformation`` lets hyperparameters live in the train
+    state, so that ``vmap`` over stacked states is a sweep::
+
+        opt = lambda hp: fm.optim.adam(hp["learning_rate"])
+    """
+    if isinstance(optimizer, optim.GradientTransformation):
+        return optimizer
+    if callable(optimizer):
+        return optimizer(hparams)
+    raise ValueError(
+        "`optimizer` must be a GradientTransformation or a function hparams -> "
+        f"GradientTransformation; got {type(optimizer).__name__}."
+    )
 
 
 def init_state(
-    params: Params, buffers: Params, optimizer: optim.GradientTransformation
+    params: Params,
+    buffers: Params,
+    optimizer: Optimizer,
+    hparams: Hparams | None = None,
 ) -> TrainState:
-    """A fresh train state at step 0."""
-    return TrainState(params, buffers, optimizer.init(params), torch.zeros((), dtype=torch.int64))
+    """A fresh train state at step 0.
+
+    Args:
+        hparams: per-run hyperparameters as numbers or 0-dim tensors (stored as tensors), read
+            by an optimizer factory and by the loss (``dropout_rate``).
+    """
+    hparams = {name: torch.as_tensor(value) for name, value in (hparams or {}).items()}
+    opt_state = resolve_optimizer(optimizer, hparams).init(params)
+    return TrainState(params, buffers, opt_state, torch.zeros((), dtype=torch.int64), hparams)
 
 
 def supervised_loss(
@@ -56,7 +88,9 @@ def supervised_loss(
     loss: Callable[[Any, Any], torch.Tensor],
     metrics: dict[str, Callable[[Any, Any], torch.Tensor]] | None = None,
 ) -> LossFn:
-    """Build ``loss_fn(params, buffers, (x, y), key)`` for a model and a loss on its outputs.
+    """Build ``loss_fn(params, buffers, (x, y), key, hparams)`` for a model and a loss.
+
+    ``hparams["dropout_rate"]``, when present, overrides every dropout layer's rate.
 
     Args:
         apply: from :func:`funcmtl.functional`.
@@ -64,37 +98,56 @@ def supervised_loss(
         metrics: extra training metrics ``{name: fn(outputs, y)}`` reported by the step.
     """
 
-    def loss_fn(params: Params, buffers: Params, batch: PyTree, key: torch.Tensor):
+    def loss_fn(
+        params: Params, buffers: Params, batch: PyTree, key: torch.Tensor, hparams: Hparams
+    ):
         x, y = batch
-        outputs, new_buffers = apply(params, buffers, x, train=True, key=key)
+        outputs, new_buffers = apply(
+            params, buffers, x, train=True, key=key, dropout_rate=hparams.get("dropout_rate")
+        )
         extra = {name: fn(outputs.detach(), y) for name, fn in (metrics or {}).items()}
         return loss(outputs, y), (new_buffers, extra)
 
     return loss_fn
 
 
-def make_step(loss_fn: LossFn, optimizer: optim.GradientTransformation) -> Step:
+def loss_and_grads(
+    loss_fn: LossFn, state: TrainState, batch: PyTree, key: torch.Tensor
+) -> tuple[Params, torch.Tensor, Params, Metrics]:
+    """``(grads, loss, new_buffers, metrics)`` of ``loss_fn`` at ``state`` (pure)."""
+
+    def objective(params: Params):
+        return loss_fn(params, state.buffers, batch, key, state.hparams)
+
+    grads, (loss, (buffers, metrics)) = torch.func.grad_and_value(objective, has_aux=True)(
+        state.params
+    )
+    return grads, loss, buffers, metrics
+
+
+def make_step(loss_fn: LossFn, optimizer: Optimizer, *, donate: bool = False) -> Step:
     """One gradient step of ``loss_fn`` with ``optimizer``, as a pure function.
 
     Args:
-        loss_fn: ``(params, buffers, batch, key) -> (loss, (new_buffers, metrics))``.
-        optimizer: a :class:`funcmtl.optim.GradientTransformation`.
+        loss_fn: ``(params, buffers, batch, key, hparams) -> (loss, (new_buffers, metrics))``.
+        optimizer: a :class:`funcmtl.optim.GradientTransformation`, or a factory
+            ``hparams -> GradientTransformation`` (see :func:`resolve_optimizer`).
+        donate: let the update reuse the input state's buffers (like JAX's
+            ``donate_argnums``): faster on CPU, where fresh large tensors are costly, but the
+            state passed in must not be used again. :func:`fit` does this safely.
 
     Returns:
         ``step(state, batch, key) -> (new_state, {"loss": ..., **metrics})``.
     """
 
     def step(state: TrainState, batch: PyTree, key: torch.Tensor) -> tuple[TrainState, Metrics]:
-        def objective(params: Params):
-            loss, aux = loss_fn(params, state.buffers, batch, key)
-            return loss, aux
-
-        grads, (loss, (buffers, metrics)) = torch.func.grad_and_value(objective, has_aux=True)(
-            state.params
+        grads, loss, buffers, metrics = loss_and_grads(loss_fn, state, batch, key)
+        transform = resolve_optimizer(optimizer, state.hparams)
+        params, opt_state = optim.update_params(
+            transform, grads, state.opt_state, state.params, donate=donate
         )
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optim.apply_updates(state.params, updates)
-        return TrainState(params, buffers, opt_state, state.step + 1), {"loss": loss, **metrics}
+        new_state = TrainState(params, buffers, opt_state, state.step + 1, state.hparams)
+        return new_state, {"loss": loss, **metrics}
 
     return step
 
@@ -106,17 +159,15 @@ def predict(
     inputs: PyTree,
     *,
     batch_size: int = 1024,
+    example_axis: int = 0,
 ) -> Any:
-    """Eval-mode outputs for all of ``inputs``, computed in batches and concatenated."""
-    chunks = [
-        apply(params, buffers, x)[0]
-        for x in data_lib.batches(inputs, batch_size)
-    ]
-    if isinstance(chunks[0], torch.Tensor):
-        return torch.cat(chunks)
-    if isinstance(chunks[0], dict):
-        return {name: torch.cat([c[name] for c in chunks]) for name in chunks[0]}
-    return [torch.cat(parts) for parts in zip(*chunks, strict=True)]
+    """Eval-mode outputs for all of ``inputs``, computed in batches and concatenated.
+
+    Outputs may be a tensor, a dict of tensors (multi-task heads) or a list/tuple of them;
+    ``example_axis`` is where their batch axis is (1 for an ensemble's ``(K, N, ...)``).
+    """
+    chunks = [apply(params, buffers, x)[0] for x in data_lib.batches(inputs, batch_size)]
+    return tree.map(lambda *parts: torch.cat(parts, dim=example_axis), *chunks)
 
 
 def evaluate(
@@ -188,37 +239,58 @@ def fit(
     mode: str = "min",
     patience: int | None = None,
     log: Callable[[dict[str, float]], None] | None = None,
+    members: int | None = None,
+    member_indices: torch.Tensor | None = None,
 ) -> FitResult:
     """Train for up to ``epochs`` epochs with early stopping on ``evaluate_fn``'s ``monitor``.
 
-    Randomness is a pure function of ``key``: epoch ``e`` is shuffled with
-    ``fold_in(k_data, e)``, update ``s`` gets ``fold_in(k_step, s)`` (dropout), where
-    ``k_data, k_step = split(key)``.
+    Randomness is a pure function of ``key``: with ``k_data, k_step = split(key)``, epoch
+    ``e`` is shuffled with ``fold_in(k_data, e)`` and update ``s`` gets the key
+    ``fold_in(k_step, s)`` (dropout). For an ensemble (``members=K``, a step from
+    :func:`funcmtl.ensemble.make_step` and stacked states) member k's update key is
+    ``fold_in(split(k_step, K)[k], s)`` and all members share the data order.
 
     Args:
-        step: from :func:`make_step`.
-        state: the initial :class:`TrainState`.
+        step: from :func:`make_step` (or the ensemble's, with ``members``).
+        state: the initial :class:`TrainState` (stacked for an ensemble); not modified.
         train_data: pytree with a leading example axis, e.g. ``(x, y)``.
         evaluate_fn: ``state -> {name: value}`` run after every epoch (e.g. validation).
         monitor: the key of ``evaluate_fn``'s result (or a train metric) to early-stop on.
         patience: evaluations without improvement before stopping; ``None`` never stops.
-        log: called with each epoch's row.
+        log: called with each epoch's row (train metrics averaged over batches and members).
+        members: train a stacked ensemble of this many members.
+        member_indices: ``(K, n)`` per-member example indices (bagging, see
+            :func:`funcmtl.data.bootstrap`); needs a step built with ``per_member_batch``.
     """
     random.check_key(key)
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer; got {epochs!r}.")
     data_key, step_key = random.split(key)
+    if members is None:
+        def keys_at(count: torch.Tensor) -> torch.Tensor:
+            return random.fold_in(step_key, count)
+    else:
+        member_keys = random.split(step_key, members)
+
+        def keys_at(count: torch.Tensor) -> torch.Tensor:
+            return torch.func.vmap(random.fold_in)(member_keys, count)
+
     stopper = EarlyStopping(patience if patience is not None else epochs + 1, mode=mode)
-    best_state, history = state, []
+    # Copies: a donating step may overwrite the buffers of the states it is given.
+    state = tree.map(torch.clone, state)
+    best_state, history = tree.map(torch.clone, state), []
     for epoch in range(epochs):
         sums: dict[str, torch.Tensor] = {}
         count = 0
-        for batch in data_lib.batches(train_data, batch_size, key=data_key, epoch=epoch):
-            state, metrics = step(state, batch, random.fold_in(step_key, state.step))
+        for batch in data_lib.batches(
+            train_data, batch_size, key=data_key, epoch=epoch, member_indices=member_indices
+        ):
+            state, metrics = step(state, batch, keys_at(state.step))
             for name, value in metrics.items():
                 sums[name] = sums.get(name, 0.0) + value.detach()
             count += 1
-        row = {"epoch": float(epoch), **{f"train_{n}": float(v) / count for n, v in sums.items()}}
+        row = {"epoch": float(epoch)}
+        row.update({f"train_{n}": float(v.mean()) / count for n, v in sums.items()})
         if evaluate_fn is not None:
             row.update(evaluate_fn(state))
         if log is not None:
@@ -231,7 +303,7 @@ def fit(
             )
         stopper = stopper.update(value)
         if stopper.improved:
-            best_state = state
+            best_state = tree.map(torch.clone, state)
         if stopper.should_stop:
             break
     return FitResult(state, best_state, history)

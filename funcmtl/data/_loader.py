@@ -37,6 +37,21 @@ def take(data: PyTree, indices: torch.Tensor) -> PyTree:
     return tree.map(lambda x: x.index_select(0, indices.to(x.device)), data)
 
 
+def bootstrap(key: torch.Tensor, members: int, n: int) -> torch.Tensor:
+    """Bagging: for each of ``members`` members, ``n`` indices drawn with replacement.
+
+    Row ``k`` is ``randint(split(key, members)[k], (n,), 0, n)``, so member k's resample can
+    be rebuilt alone. Returns int64 ``(members, n)``; pass it to :func:`batches` as
+    ``member_indices``.
+
+    References:
+        Breiman, `Bagging Predictors <https://doi.org/10.1007/BF00058655>`_, 1996.
+    """
+    if not isinstance(members, int) or members < 1:
+        raise ValueError(f"`members` must be a positive integer; got {members!r}.")
+    return torch.stack([random.randint(k, (n,), 0, n) for k in random.split(key, members)])
+
+
 def batches(
     data: PyTree,
     batch_size: int,
@@ -44,6 +59,7 @@ def batches(
     key: torch.Tensor | None = None,
     epoch: int = 0,
     drop_last: bool = False,
+    member_indices: torch.Tensor | None = None,
 ) -> Iterator[PyTree]:
     """Yield minibatches of ``data``; shuffled from ``fold_in(key, epoch)`` when a key is given.
 
@@ -52,17 +68,33 @@ def batches(
         batch_size: examples per batch (the last one may be smaller unless ``drop_last``).
         key: shuffling key ``(2,)``; ``None`` keeps the stored order (evaluation).
         epoch: epoch number, folded into the key so every epoch has its own order.
+        member_indices: ``(K, n)`` per-member example indices (e.g. :func:`bootstrap`):
+            then every batch has a leading member axis, ``(K, batch, ...)``, and member k's
+            batch is ``take(take(data, member_indices[k]), positions)`` for positions shared
+            by all members — what member k alone would see on its own resample.
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
     n = num_examples(data)
+    if member_indices is not None:
+        if member_indices.dim() != 2 or member_indices.dtype != torch.int64:
+            raise ValueError(
+                "`member_indices` must be an int64 tensor of shape (members, n); got "
+                f"{member_indices.dtype} of shape {tuple(member_indices.shape)}."
+            )
+        n = member_indices.shape[1]
     if key is None:
         order = torch.arange(n)
     else:
         order = random.permutation(random.fold_in(key, epoch), n)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        yield take(data, order[start : start + batch_size])
+        positions = order[start : start + batch_size]
+        if member_indices is None:
+            yield take(data, positions)
+        else:
+            rows = member_indices[:, positions]  # (K, batch)
+            yield tree.map(lambda x, rows=rows: x[rows.to(x.device)], data)
 
 
 def random_split(

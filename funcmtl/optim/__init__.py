@@ -23,6 +23,8 @@ from funcmtl.optim._base import (
     apply_updates,
     identity,
     set_to_zero,
+    stateless,
+    update_params,
 )
 from funcmtl.optim._chain import chain
 from funcmtl.optim._clipping import clip_by_global_norm
@@ -78,7 +80,9 @@ __all__ = [
     "scale_by_schedule",
     "set_to_zero",
     "sgd",
+    "stateless",
     "step_decay_schedule",
     "trace",
+    "update_params",
     "warmup_cosine_decay_schedule",
 ]

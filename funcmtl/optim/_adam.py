@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import tree
-from funcmtl.optim import _leafwise
+from funcmtl.optim import _fused, _leafwise
 from funcmtl.optim._base import GradientTransformation, PyTree, ScalarOrSchedule, zero_count
 from funcmtl.optim._chain import chain
 from funcmtl.optim._checks import check_hyperparameter, flatten_updates, is_zero
@@ -110,11 +110,18 @@ def adam(
         <https://arxiv.org/abs/1412.6980>`_, 2015.
     """
     check_hyperparameter("learning_rate", learning_rate, low=0, low_open=True, or_schedule=True)
-    return chain(
-        *([] if is_zero(weight_decay) else [add_decayed_weights(weight_decay)]),
+    decays = not is_zero(weight_decay)
+    transform = chain(
+        *([add_decayed_weights(weight_decay)] if decays else []),
         scale_by_adam(b1, b2, eps),
         scale_by_learning_rate(learning_rate),
     )
+    if not _fused.fusable(learning_rate, b1, b2, eps, weight_decay):
+        return transform
+    donated = _fused.donated_adam(
+        learning_rate, b1, b2, eps, weight_decay, decoupled=False, moments_index=int(decays)
+    )
+    return _fused.with_donated(transform, donated)
 
 
 def adamw(
@@ -151,8 +158,15 @@ def adamw(
         <https://arxiv.org/abs/1711.05101>`_, 2019.
     """
     check_hyperparameter("learning_rate", learning_rate, low=0, low_open=True, or_schedule=True)
-    return chain(
+    transform = chain(
         scale_by_adam(b1, b2, eps),
         *([] if is_zero(weight_decay) else [add_decayed_weights(weight_decay)]),
         scale_by_learning_rate(learning_rate),
     )
+    if not _fused.fusable(learning_rate, b1, b2, eps, weight_decay):
+        return transform
+    donated = _fused.donated_adam(
+        learning_rate, b1, b2, eps, weight_decay, decoupled=True, moments_index=0
+    )
+    return _fused.with_donated(transform, donated)
+

@@ -43,10 +43,16 @@ class TransformUpdateFn(Protocol):
 class GradientTransformation(NamedTuple):
     """A pure gradient transformation: ``init(params) -> state`` and
     ``update(updates, state, params=None) -> (updates, state)``.
+
+    ``apply_donated``, when set, is a faster equivalent of ``update`` followed by
+    :func:`apply_updates` that may overwrite the buffers of ``params`` and ``state`` (buffer
+    donation, as JAX's ``donate_argnums``): ``apply_donated(params, grads, state) ->
+    (params, state)``. Only :func:`update_params` with ``donate=True`` calls it.
     """
 
     init: TransformInitFn
     update: TransformUpdateFn
+    apply_donated: Callable[[PyTree, PyTree, OptState], tuple[PyTree, OptState]] | None = None
 
 
 class EmptyState(NamedTuple):
@@ -60,28 +66,22 @@ def zero_count(params: PyTree) -> Tensor:
     return torch.zeros((), dtype=torch.int64, device=device)
 
 
-def identity() -> GradientTransformation:
-    """Leave the updates unchanged (e.g. for a :func:`partition` group handled elsewhere)."""
+def stateless(update: Callable[[PyTree, PyTree | None], PyTree]) -> GradientTransformation:
+    """Build a transform without state from a pure ``update(updates, params) -> updates``.
 
-    def init_fn(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
+    ``init`` returns :class:`EmptyState` and ``update`` passes ``params`` through (``None``
+    when the caller gives none), so a custom rule is only its arithmetic.
 
-    def update_fn(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, EmptyState]:
-        del params
-        return updates, state
+    Args:
+        update: ``(updates, params) -> updates`` on pytrees of tensors; ``params`` is
+            ``None`` when the caller passes none.
 
-    return GradientTransformation(init_fn, update_fn)
-
-
-def set_to_zero() -> GradientTransformation:
-    """Replace every update by zeros: the leaves it sees stay frozen.
+    Returns:
+        A :class:`GradientTransformation` whose state is :class:`EmptyState`.
 
     Example:
-        >>> frozen_trunk = fm.optim.partition({"trunk": fm.optim.set_to_zero(),
-        ...                                    "head": fm.optim.adam(1e-3)}, labels)
+        >>> sign = fm.optim.stateless(lambda updates, params: fm.tree.map(torch.sign, updates))
+        >>> opt = fm.optim.chain(sign, fm.optim.sgd(1e-3))  # signSGD
     """
 
     def init_fn(params: PyTree) -> EmptyState:
@@ -91,10 +91,24 @@ def set_to_zero() -> GradientTransformation:
     def update_fn(
         updates: PyTree, state: EmptyState, params: PyTree | None = None
     ) -> tuple[PyTree, EmptyState]:
-        del params
-        return tree.zeros_like(updates), state
+        return update(updates, params), state
 
     return GradientTransformation(init_fn, update_fn)
+
+
+def identity() -> GradientTransformation:
+    """Leave the updates unchanged (e.g. for a :func:`partition` group handled elsewhere)."""
+    return stateless(lambda updates, params: updates)
+
+
+def set_to_zero() -> GradientTransformation:
+    """Replace every update by zeros: the leaves it sees stay frozen.
+
+    Example:
+        >>> frozen_trunk = fm.optim.partition({"trunk": fm.optim.set_to_zero(),
+        ...                                    "head": fm.optim.adam(1e-3)}, labels)
+    """
+    return stateless(lambda updates, params: tree.zeros_like(updates))
 
 
 def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
@@ -116,3 +130,26 @@ def apply_updates(params: PyTree, updates: PyTree) -> PyTree:
         tree.check_same_structure([params, updates], what="`params` and `updates`")
     new = _leafwise.add(ps, us, 1)
     return spec.unflatten([n.to(p.dtype) for n, p in zip(new, ps, strict=True)])
+
+
+def update_params(
+    transform: GradientTransformation,
+    grads: PyTree,
+    state: OptState,
+    params: PyTree,
+    *,
+    donate: bool = False,
+) -> tuple[PyTree, OptState]:
+    """One optimizer step: ``(params, state) -> (new_params, new_state)``.
+
+    With ``donate=True`` and a transform that offers ``apply_donated`` (plain ``sgd``,
+    ``adam``, ``adamw`` with number hyperparameters) and plain tensors (not inside
+    ``vmap``/``grad``), torch's fused in-place kernels do the step: the buffers of ``params``
+    and ``state`` are reused, so the caller must not use them again. Otherwise this is the
+    pure ``update`` + :func:`apply_updates`.
+    """
+    if donate and transform.apply_donated is not None:
+        if _leafwise.use_foreach(tree.leaves(params), tree.leaves(grads)):
+            return transform.apply_donated(params, grads, state)
+    updates, state = transform.update(grads, state, params)
+    return apply_updates(params, updates), state

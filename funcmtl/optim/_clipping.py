@@ -7,7 +7,7 @@ from torch import Tensor
 
 from funcmtl import tree
 from funcmtl.optim import _leafwise
-from funcmtl.optim._base import EmptyState, GradientTransformation, PyTree
+from funcmtl.optim._base import GradientTransformation, PyTree, stateless
 from funcmtl.optim._checks import check_hyperparameter, flatten_updates
 
 
@@ -42,18 +42,12 @@ def clip_by_global_norm(max_norm: float | Tensor) -> GradientTransformation:
     """
     check_hyperparameter("max_norm", max_norm, low=0, low_open=True)
 
-    def init_fn(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, EmptyState]:
+    def clip(updates: PyTree, params: PyTree | None) -> PyTree:
         del params
         gs, rebuild, _ = flatten_updates(updates, "clip_by_global_norm")
         if not gs:
-            return updates, state
+            return updates
         factor = torch.clamp(max_norm / (global_norm(updates) + 1e-6), max=1.0)
-        return rebuild(_leafwise.mul(gs, factor)), state
+        return rebuild(_leafwise.mul(gs, factor))
 
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(clip)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from funcmtl.optim import _leafwise
-from funcmtl.optim._base import EmptyState, GradientTransformation, PyTree
+from funcmtl.optim._base import GradientTransformation, PyTree, stateless
 from funcmtl.optim._checks import check_hyperparameter, flatten_updates, require_params
 
 
@@ -15,18 +15,12 @@ def _add_penalty(
     name: str, strength: float | Tensor, direction: Callable[[list[Tensor]], list[Tensor]]
 ) -> GradientTransformation:
     # Both penalties are `g + strength * direction(p)`; only the direction differs.
-    def init_fn(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, EmptyState]:
+    def add_penalty(updates: PyTree, params: PyTree | None) -> PyTree:
         require_params(params, name)
         gs, rebuild, (ps,) = flatten_updates(updates, name, params)
-        return rebuild(_leafwise.add(gs, direction(ps), strength)), state
+        return rebuild(_leafwise.add(gs, direction(ps), strength))
 
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(add_penalty)
 
 
 def add_decayed_weights(weight_decay: float | Tensor) -> GradientTransformation:

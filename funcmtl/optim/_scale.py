@@ -8,11 +8,11 @@ from torch import Tensor
 
 from funcmtl.optim import _leafwise
 from funcmtl.optim._base import (
-    EmptyState,
     GradientTransformation,
     PyTree,
     ScalarOrSchedule,
     Schedule,
+    stateless,
     zero_count,
 )
 from funcmtl.optim._checks import check_hyperparameter, flatten_updates
@@ -32,18 +32,12 @@ def scale(factor: float | Tensor) -> GradientTransformation:
     """
     check_hyperparameter("factor", factor)
 
-    def init_fn(params: PyTree) -> EmptyState:
-        del params
-        return EmptyState()
-
-    def update_fn(
-        updates: PyTree, state: EmptyState, params: PyTree | None = None
-    ) -> tuple[PyTree, EmptyState]:
+    def scale_updates(updates: PyTree, params: PyTree | None) -> PyTree:
         del params
         gs, rebuild, _ = flatten_updates(updates, "scale")
-        return rebuild(_leafwise.mul(gs, factor)), state
+        return rebuild(_leafwise.mul(gs, factor))
 
-    return GradientTransformation(init_fn, update_fn)
+    return stateless(scale_updates)
 
 
 def scale_by_schedule(schedule: Schedule) -> GradientTransformation:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from funcmtl.optim import _fused
 from funcmtl.optim._base import GradientTransformation, ScalarOrSchedule
 from funcmtl.optim._chain import chain
 from funcmtl.optim._checks import check_hyperparameter, is_zero
@@ -49,8 +50,19 @@ def sgd(
     check_hyperparameter("momentum", momentum, low=0)
     if nesterov and is_zero(momentum):
         raise ValueError("`nesterov=True` needs a momentum other than 0; got momentum=0.")
-    return chain(
-        *([] if is_zero(weight_decay) else [add_decayed_weights(weight_decay)]),
-        *([] if is_zero(momentum) else [trace(momentum, nesterov=nesterov)]),
+    decays, has_momentum = not is_zero(weight_decay), not is_zero(momentum)
+    transform = chain(
+        *([add_decayed_weights(weight_decay)] if decays else []),
+        *([trace(momentum, nesterov=nesterov)] if has_momentum else []),
         scale_by_learning_rate(learning_rate),
     )
+    if not _fused.fusable(learning_rate, momentum, weight_decay):
+        return transform
+    donated = _fused.donated_sgd(
+        learning_rate,
+        float(momentum),
+        nesterov,
+        float(weight_decay),
+        trace_index=int(decays) if has_momentum else None,
+    )
+    return _fused.with_donated(transform, donated)

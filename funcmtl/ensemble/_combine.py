@@ -1,0 +1,112 @@
+"""Combining member predictions, and the uncertainty the spread between members reveals.
+
+Inputs carry a leading member axis: classification logits ``(K, N, C)``, regression
+predictions ``(K, N, ...)``. All functions are pure tensor code (they run under ``vmap``).
+
+Uncertainty follows the usual decomposition of a deep ensemble's predictive entropy
+(Depeweg et al., `Decomposition of Uncertainty in Bayesian Deep Learning
+<https://arxiv.org/abs/1710.07283>`_, 2018; Lakshminarayanan et al., `Simple and Scalable
+Predictive Uncertainty Estimation using Deep Ensembles <https://arxiv.org/abs/1612.01474>`_,
+2017)::
+
+    predictive entropy  H[ mean_k p_k ]            (total)
+    expected entropy    mean_k H[p_k]              (aleatoric)
+    mutual information  H[mean_k p_k] - mean_k H[p_k]   (epistemic, ≥ 0)
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+
+def _check_logits(logits: Tensor, name: str = "logits") -> None:
+    if not isinstance(logits, Tensor) or logits.dim() < 2:
+        found = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"`{name}` must have a leading member axis, shape (K, N, C); got {found}."
+        )
+
+
+def mean_probs(logits: Tensor) -> Tensor:
+    """Mean of the members' softmax probabilities: ``(K, N, C) -> (N, C)``."""
+    _check_logits(logits)
+    return torch.softmax(logits, dim=-1).mean(dim=0)
+
+
+def mean_log_probs(logits: Tensor) -> Tensor:
+    """Log of :func:`mean_probs`, computed stably (``logsumexp``): ``(K, N, C) -> (N, C)``.
+
+    These are valid logits of the averaged ensemble, so every classification metric that
+    takes logits (accuracy, NLL, ECE, F1) scores the ensemble directly.
+    """
+    _check_logits(logits)
+    return torch.logsumexp(torch.log_softmax(logits, dim=-1), dim=0) - math.log(logits.shape[0])
+
+
+def mean_logits(logits: Tensor) -> Tensor:
+    """Mean of the members' logits (a geometric mean of probabilities): ``(K, N, C) -> (N, C)``."""
+    _check_logits(logits)
+    return logits.mean(dim=0)
+
+
+def vote(logits: Tensor) -> Tensor:
+    """Majority vote of the members' argmax classes: ``(K, N, C) -> (N,)`` int64.
+
+    Ties go to the smallest class index.
+    """
+    _check_logits(logits)
+    classes = logits.shape[-1]
+    counts = torch.nn.functional.one_hot(logits.argmax(dim=-1), classes).sum(dim=0)
+    return counts.argmax(dim=-1)
+
+
+def mean_and_variance(predictions: Tensor) -> tuple[Tensor, Tensor]:
+    """Regression: the members' mean and (population) variance, ``(K, N, ...) -> (N, ...)``.
+
+    The variance between members is the ensemble's epistemic uncertainty for regression.
+    """
+    _check_logits(predictions, "predictions")
+    return predictions.mean(dim=0), predictions.var(dim=0, unbiased=False)
+
+
+def _entropy(log_p: Tensor) -> Tensor:
+    return -(log_p.exp() * log_p).sum(dim=-1)
+
+
+def predictive_entropy(logits: Tensor) -> Tensor:
+    """Entropy of the averaged prediction, ``H[mean_k p_k]`` in nats: ``(K, N, C) -> (N,)``."""
+    return _entropy(mean_log_probs(logits))
+
+
+def expected_entropy(logits: Tensor) -> Tensor:
+    """Mean of the members' entropies, ``mean_k H[p_k]`` in nats: ``(K, N, C) -> (N,)``."""
+    _check_logits(logits)
+    return _entropy(torch.log_softmax(logits, dim=-1)).mean(dim=0)
+
+
+def mutual_information(logits: Tensor) -> Tensor:
+    """Epistemic uncertainty, ``H[mean_k p_k] - mean_k H[p_k]`` ≥ 0: ``(K, N, C) -> (N,)``.
+
+    Zero when all members agree; large where they are each confident but disagree.
+    """
+    return (predictive_entropy(logits) - expected_entropy(logits)).clamp_min(0.0)
+
+
+def disagreement(logits: Tensor) -> Tensor:
+    """Fraction of members whose argmax differs from the ensemble vote: ``(K, N, C) -> (N,)``."""
+    majority = vote(logits)
+    return (logits.argmax(dim=-1) != majority).float().mean(dim=0)
+
+
+def pairwise_disagreement(logits: Tensor) -> Tensor:
+    """Diversity: ``D[i, j]`` = fraction of examples where members i and j predict differently.
+
+    ``(K, N, C) -> (K, K)``, symmetric with a zero diagonal (Kuncheva & Whitaker, 2003).
+    """
+    _check_logits(logits)
+    classes = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
+    agree = torch.einsum("inc,jnc->ij", classes, classes) / logits.shape[1]
+    return 1.0 - agree
