@@ -112,17 +112,22 @@ def supervised_loss(
 
 
 def loss_and_grads(
-    loss_fn: LossFn, state: TrainState, batch: PyTree, key: torch.Tensor
+    loss_fn: LossFn,
+    params: Params,
+    buffers: Params,
+    hparams: Hparams,
+    batch: PyTree,
+    key: torch.Tensor,
 ) -> tuple[Params, torch.Tensor, Params, Metrics]:
-    """``(grads, loss, new_buffers, metrics)`` of ``loss_fn`` at ``state`` (pure)."""
+    """``(grads, loss, new_buffers, metrics)`` of ``loss_fn`` at ``params`` (pure)."""
 
-    def objective(params: Params):
-        return loss_fn(params, state.buffers, batch, key, state.hparams)
+    def objective(p: Params):
+        return loss_fn(p, buffers, batch, key, hparams)
 
-    grads, (loss, (buffers, metrics)) = torch.func.grad_and_value(objective, has_aux=True)(
-        state.params
+    grads, (loss, (new_buffers, metrics)) = torch.func.grad_and_value(objective, has_aux=True)(
+        params
     )
-    return grads, loss, buffers, metrics
+    return grads, loss, new_buffers, metrics
 
 
 def make_step(loss_fn: LossFn, optimizer: Optimizer, *, donate: bool = False) -> Step:
@@ -141,7 +146,9 @@ def make_step(loss_fn: LossFn, optimizer: Optimizer, *, donate: bool = False) ->
     """
 
     def step(state: TrainState, batch: PyTree, key: torch.Tensor) -> tuple[TrainState, Metrics]:
-        grads, loss, buffers, metrics = loss_and_grads(loss_fn, state, batch, key)
+        grads, loss, buffers, metrics = loss_and_grads(
+            loss_fn, state.params, state.buffers, state.hparams, batch, key
+        )
         transform = resolve_optimizer(optimizer, state.hparams)
         params, opt_state = optim.update_params(
             transform, grads, state.opt_state, state.params, donate=donate

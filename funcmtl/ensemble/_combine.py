@@ -22,12 +22,17 @@ import torch
 from torch import Tensor
 
 
-def _check_logits(logits: Tensor, name: str = "logits") -> None:
-    if not isinstance(logits, Tensor) or logits.dim() < 2:
-        found = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+def _check_members(value: Tensor, name: str, expected: str, dims_ok: bool) -> None:
+    if not isinstance(value, Tensor) or not dims_ok:
+        found = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
         raise ValueError(
-            f"`{name}` must have a leading member axis, shape (K, N, C); got {found}."
+            f"`{name}` must have a leading member axis, shape {expected}; got {found}."
         )
+
+
+def _check_logits(logits: Tensor) -> None:
+    dims_ok = isinstance(logits, Tensor) and logits.dim() == 3
+    _check_members(logits, "logits", "(K, N, C)", dims_ok)
 
 
 def mean_probs(logits: Tensor) -> Tensor:
@@ -68,12 +73,15 @@ def mean_and_variance(predictions: Tensor) -> tuple[Tensor, Tensor]:
 
     The variance between members is the ensemble's epistemic uncertainty for regression.
     """
-    _check_logits(predictions, "predictions")
+    dims_ok = isinstance(predictions, Tensor) and predictions.dim() >= 2
+    _check_members(predictions, "predictions", "(K, N, ...)", dims_ok)
     return predictions.mean(dim=0), predictions.var(dim=0, unbiased=False)
 
 
 def _entropy(log_p: Tensor) -> Tensor:
-    return -(log_p.exp() * log_p).sum(dim=-1)
+    # 0 · log 0 = 0: classes with -inf logits (masked out) contribute nothing, not NaN.
+    terms = torch.where(log_p > -torch.inf, log_p.exp() * log_p, torch.zeros_like(log_p))
+    return -terms.sum(dim=-1)
 
 
 def predictive_entropy(logits: Tensor) -> Tensor:
@@ -98,7 +106,7 @@ def mutual_information(logits: Tensor) -> Tensor:
 def disagreement(logits: Tensor) -> Tensor:
     """Fraction of members whose argmax differs from the ensemble vote: ``(K, N, C) -> (N,)``."""
     majority = vote(logits)
-    return (logits.argmax(dim=-1) != majority).float().mean(dim=0)
+    return (logits.argmax(dim=-1) != majority).to(logits.dtype).mean(dim=0)
 
 
 def pairwise_disagreement(logits: Tensor) -> Tensor:
@@ -107,6 +115,7 @@ def pairwise_disagreement(logits: Tensor) -> Tensor:
     ``(K, N, C) -> (K, K)``, symmetric with a zero diagonal (Kuncheva & Whitaker, 2003).
     """
     _check_logits(logits)
-    classes = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).float()
+    classes = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1])
+    classes = classes.to(logits.dtype)
     agree = torch.einsum("inc,jnc->ij", classes, classes) / logits.shape[1]
     return 1.0 - agree

@@ -56,7 +56,12 @@ def num_members(stacked: PyTree) -> int:
 
 
 def member(stacked: PyTree, index: int) -> PyTree:
-    """Member ``index`` of a stacked pytree (leaves without the member axis)."""
+    """Member ``index`` of a stacked pytree (leaves without the member axis).
+
+    A tree without leaves (the buffers of a model that has none) is returned as it is.
+    """
+    if not tree.leaves(stacked):
+        return stacked
     count = num_members(stacked)
     if not -count <= index < count:
         raise ValueError(f"`index` must be in [-{count}, {count}); got {index}.")

@@ -61,8 +61,10 @@ def make_step(
     if not donate:
         return _vmap(train.make_step(loss_fn, optimizer), per_member_batch, chunk_size)
 
+    # Only what the gradient needs crosses the vmap boundary: every leaf that crosses it is
+    # flattened and wrapped at each step, and the optimizer state is large.
     gradients = _vmap(
-        lambda state, batch, key: train.loss_and_grads(loss_fn, state, batch, key),
+        lambda model, batch, key: train.loss_and_grads(loss_fn, *model, batch, key),
         per_member_batch,
         chunk_size,
     )
@@ -74,7 +76,8 @@ def make_step(
     )
 
     def step(states: train.TrainState, batch: PyTree, keys: torch.Tensor):
-        grads, loss, buffers, metrics = gradients(states, batch, keys)
+        model = (states.params, states.buffers, states.hparams)
+        grads, loss, buffers, metrics = gradients(model, batch, keys)
         fused = (
             isinstance(optimizer, optim.GradientTransformation)
             and optimizer.apply_donated is not None
