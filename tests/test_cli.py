@@ -1,9 +1,11 @@
 """The command line: subcommands parse with tyro, bad input exits 2 with one clear line."""
 
+import json
 import subprocess
 import sys
 
 import pytest
+import torch
 
 import funcmtl as fm
 from cli.main import main
@@ -39,3 +41,26 @@ def test_console_entry_point_help():
     )
     assert result.returncode == 0
     assert "methods" in result.stdout
+
+
+def test_bench_ensemble_writes_the_documented_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    args = ["bench", "ensemble", "--members", "2", "--widths", "8", "16", "3", "--batch", "4",
+            "--rounds", "1", "--steps", "1", "--warmup", "0", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["suite"] == "ensemble" and result["device"] == "cpu"
+    (row,) = result["rows"]
+    assert row["members"] == 2
+    for field in ("funcmtl_ms", "loop_ms", "bmm_ms", "speedup_vs_loop", "ratio_vs_bmm"):
+        assert row[field] > 0
+    assert row["speedup_vs_loop"] == pytest.approx(row["loop_ms"] / row["funcmtl_ms"], rel=1e-2)
+    assert "funcmtl ms" in capsys.readouterr().out
+
+
+def test_bench_on_a_missing_gpu_exits_2_with_one_line(capsys):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main(["bench", "matmul", "--device", "cuda", "--sizes", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "needs a CUDA GPU" in err

@@ -29,6 +29,10 @@ def dataset(n=64):
 OPTIMIZERS = {
     "sgd": lambda: fm.optim.sgd(0.1, momentum=0.9),
     "adam": lambda: fm.optim.adam(1e-2),
+    # Clipping reduces over parameters: it must use each member's own norm.
+    "clipped_adam": lambda: fm.optim.chain(
+        fm.optim.clip_by_global_norm(0.05), fm.optim.adam(1e-2)
+    ),
 }
 
 
@@ -79,7 +83,7 @@ def max_member_difference(states, solos):
 
 @pytest.mark.parametrize(
     "optimizer,dropout,bagging,donate",
-    list(itertools.product(["sgd", "adam"], [0.0, 0.3], [False, True], [False, True])),
+    list(itertools.product(OPTIMIZERS, [0.0, 0.3], [False, True], [False, True])),
 )
 def test_member_in_vmapped_ensemble_equals_member_trained_alone(
     optimizer, dropout, bagging, donate
@@ -179,3 +183,29 @@ def test_members_of_a_model_without_buffers():
     assert buffers == {} and fm.ensemble.member(buffers, 1) == {}
     one = fm.ensemble.member_module(module, params, buffers, 1)
     assert torch.equal(one[0].weight, params["0.weight"][1])
+
+
+def test_per_member_dropout_rates_from_hparams():
+    module = net(dropout=0.5)
+    apply, _, _ = fm.functional(module)
+    loss_fn = fm.train.supervised_loss(apply, fm.losses.cross_entropy)
+    opt = fm.optim.sgd(0.1)
+    rates = torch.tensor([0.0, 0.2, 0.5])
+    params, buffers = fm.ensemble.init_members(module, fm.random.key(6), 3)
+    states = fm.ensemble.init_states(params, buffers, opt, hparams={"dropout_rate": rates})
+    keys = fm.random.split(fm.random.key(8), 3)
+    batch = dataset()
+    states, _ = fm.ensemble.make_step(loss_fn, opt)(states, batch, keys)
+    for k in range(3):
+        solo = fm.train.init_state(
+            fm.ensemble.member(params, k), {}, opt, hparams={"dropout_rate": float(rates[k])}
+        )
+        solo, _ = fm.train.make_step(loss_fn, opt)(solo, batch, keys[k])
+        member = fm.ensemble.member(states.params, k)
+        assert all(torch.allclose(member[n], solo.params[n], atol=1e-6) for n in member)
+    # Rate 0 means no dropout at all: the same as a model without dropout layers.
+    plain = fm.train.init_state(fm.ensemble.member(params, 0), {}, opt)
+    plain, _ = fm.train.make_step(
+        fm.train.supervised_loss(fm.functional(net())[0], fm.losses.cross_entropy), opt
+    )(plain, batch, keys[0])
+    assert torch.allclose(plain.params["0.weight"], states.params["0.weight"][0], atol=1e-6)
