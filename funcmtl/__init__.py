@@ -4,11 +4,24 @@ Models are stateless parameter pytrees run through ``torch.func.functional_call`
 axis on every leaf is a batch of models, trained in one ``vmap``.
 """
 
-from funcmtl import data, ensemble, losses, metrics, optim, random, train, tree
+from funcmtl import (
+    aggregators,
+    data,
+    ensemble,
+    losses,
+    metrics,
+    mtl,
+    optim,
+    random,
+    train,
+    tree,
+    weightings,
+)
 from funcmtl.functional import Apply, functional, init, load_into
 
 __all__ = [
     "Apply",
+    "aggregators",
     "data",
     "ensemble",
     "functional",
@@ -16,9 +29,11 @@ __all__ = [
     "load_into",
     "losses",
     "metrics",
+    "mtl",
     "optim",
     "random",
     "train",
     "tree",
+    "weightings",
 ]
 __version__ = "0.1.0"

@@ -97,15 +97,18 @@ def bits(k: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
     """32 random bits per counter value: ``hash(key, counter)`` in [0, 2^32), int64.
 
     Args:
-        k: key ``(2,)``.
-        counter: int64 tensor of any shape with values in [0, 2^32); distinct counters give
-            independent bits.
+        k: a key ``(2,)``, or a batch of keys ``(*batch, 2)``; then ``counter`` has shape
+            ``(*batch, ...)`` and row ``b`` of it is hashed with key ``b``.
+        counter: int64 tensor with values in [0, 2^32); distinct counters give independent
+            bits.
     """
     check_key(k)
     # Per-key work first (a few scalar ops), then two bijective mixing rounds per element.
-    salt = _mix32(k[..., 0] ^ _GOLDEN)
+    trailing = (1,) * (counter.dim() - (k.dim() - 1))
+    salt = _mix32(k[..., 0] ^ _GOLDEN).reshape(*k.shape[:-1], *trailing)
+    offset = k[..., 1].reshape(*k.shape[:-1], *trailing)
     x = _mix32((counter & _MASK32) ^ salt)
-    return _mix32((x + k[..., 1] + _GOLDEN) & _MASK32)
+    return _mix32((x + offset + _GOLDEN) & _MASK32)
 
 
 def split(k: torch.Tensor, num: int = 2) -> torch.Tensor:
@@ -121,16 +124,18 @@ def split(k: torch.Tensor, num: int = 2) -> torch.Tensor:
 def fold_in(k: torch.Tensor, data: int | torch.Tensor) -> torch.Tensor:
     """Derive a new key from ``k`` and an integer (a step number, a member index, ...).
 
-    ``data`` may be a Python int or an int64 0-dim tensor (e.g. the train state's step counter),
-    so it also works inside vmap and ``torch.compile``.
+    ``data`` may be a Python int or an int64 tensor of any shape ``D`` (e.g. the train state's
+    step counter, or ``arange(T)`` for one key per task at once): the result has shape
+    ``(*D, 2)``. Works inside vmap and ``torch.compile``.
     """
     check_key(k)
     data = torch.as_tensor(data, dtype=torch.int64, device=k.device)
     # The high 32 bits of `data` go into the key, the low ones into the counter.
     high = _mix32(((data >> 32) & _MASK32) ^ _FOLD_DOMAIN)
-    domain = k ^ torch.stack([high, torch.zeros_like(high)])
+    word0 = k[..., 0] ^ high
+    domain = torch.stack([word0, k[..., 1].expand_as(word0)], dim=-1)
     low = (data & _MASK32) * 2
-    return bits(domain, torch.stack([low, low + 1]))
+    return bits(domain, torch.stack([low, low + 1], dim=-1))
 
 
 def _counters(shape: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -187,8 +192,13 @@ def randint(k: torch.Tensor, shape: Sequence[int], low: int, high: int) -> torch
 
 
 def permutation(k: torch.Tensor, n: int) -> torch.Tensor:
-    """A uniformly random permutation of ``range(n)`` (int64), e.g. a data order or task order."""
-    return torch.argsort(bits(k, _counters((n,), k.device)))
+    """A uniformly random permutation of ``range(n)`` (int64), e.g. a data order or task order.
+
+    With a batch of keys ``(*batch, 2)`` the result is ``(*batch, n)``: one permutation per key,
+    each equal to the one that key gives alone.
+    """
+    counters = _counters((n,), k.device).expand(*k.shape[:-1], n)
+    return torch.argsort(bits(k, counters), dim=-1)
 
 
 def key_to_seed(k: torch.Tensor) -> int:

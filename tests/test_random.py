@@ -75,3 +75,17 @@ def test_bad_keys_and_seeds_are_rejected_with_clear_messages():
     with pytest.raises(ValueError, match="`num` must be a positive integer; got 0"):
         fr.split(fr.key(0), 0)
     assert fm.random is fr
+
+
+def test_batched_fold_in_and_permutation_equal_one_key_at_a_time():
+    k = fr.key(4)
+    data = torch.tensor([0, 5, 2**33 + 1])
+    batched = fr.fold_in(k, data)
+    assert batched.shape == (3, 2)
+    for i, d in enumerate(data.tolist()):
+        assert torch.equal(batched[i], fr.fold_in(k, d))
+    keys = fr.split(k, 5)
+    orders = fr.permutation(keys, 7)
+    assert orders.shape == (5, 7)
+    for i in range(5):
+        assert torch.equal(orders[i], fr.permutation(keys[i], 7))

@@ -8,12 +8,13 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from cli.bench import ensemble, matmul
+from cli.bench import ensemble, matmul, pertask
 
 # Suite name -> (config class, runner); each becomes `funcmtl bench <name>`.
 SUITES: dict[str, tuple[type, Callable[[Any], int]]] = {
     "ensemble": (ensemble.EnsembleBench, ensemble.run),
     "matmul": (matmul.MatmulBench, matmul.run),
+    "pertask": (pertask.PertaskBench, pertask.run),
 }
 
 

@@ -6,9 +6,12 @@ within one process, and each reports the median over rounds of its mean step tim
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -63,3 +66,11 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ValueError("`--device cuda` needs a CUDA GPU; torch.cuda.is_available() is False.")
     return torch.device(name)
+
+
+def write_json_atomically(path: Path, payload: dict) -> None:
+    """Write ``payload`` as JSON via a temporary file and a rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(temporary, path)

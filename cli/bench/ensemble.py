@@ -9,8 +9,6 @@ Contenders (same data, same architecture, Adam, cross-entropy):
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +16,12 @@ import torch
 from torch import nn
 
 import funcmtl as fm
-from cli.bench._timing import interleaved_medians, matmul_gflops, resolve_device
+from cli.bench._timing import (
+    interleaved_medians,
+    matmul_gflops,
+    resolve_device,
+    write_json_atomically,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,12 +172,6 @@ def run(config: EnsembleBench) -> int:
         "rows": rows,
     }
     if config.json is not None:
-        _write_json_atomically(config.json, result)
+        write_json_atomically(config.json, result)
     return 0
 
-
-def _write_json_atomically(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    temporary.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(temporary, path)

@@ -1,0 +1,52 @@
+"""Multi-task learning: task specs, architectures, per-task gradients and the MTL step."""
+
+from funcmtl.mtl._architectures import (
+    MultiTaskModel,
+    SplitMultiTaskModel,
+    TaskHeads,
+    output_head,
+)
+from funcmtl.mtl._cross_stitch import CrossStitch, CrossStitchUnit, cross_stitch_mlp
+from funcmtl.mtl._hard_sharing import HardSharing, RepresentationHead, hard_sharing_mlp
+from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks, task_jacobian
+from funcmtl.mtl._mmoe import MMoE
+from funcmtl.mtl._pertask import TaskGradients, shared_jacobian, task_gradients
+from funcmtl.mtl._ple import CGC, PLE
+from funcmtl.mtl._soft_sharing import SoftSharing, soft_sharing_mlp
+from funcmtl.mtl._split import SplitModel, split_module
+from funcmtl.mtl._step import MTLState, init_state, make_step
+from funcmtl.mtl._tasks import Task, check_tasks, task_losses, task_metrics, task_weights
+
+__all__ = [
+    "CGC",
+    "PLE",
+    "CrossStitch",
+    "CrossStitchUnit",
+    "HardSharing",
+    "MMoE",
+    "MTLState",
+    "MultiTaskModel",
+    "RepresentationHead",
+    "SoftSharing",
+    "SplitModel",
+    "SplitMultiTaskModel",
+    "Task",
+    "TaskGradients",
+    "TaskHeads",
+    "check_tasks",
+    "chunked_gramian",
+    "cross_stitch_mlp",
+    "hard_sharing_mlp",
+    "init_state",
+    "make_step",
+    "output_head",
+    "parameter_chunks",
+    "shared_jacobian",
+    "soft_sharing_mlp",
+    "split_module",
+    "task_gradients",
+    "task_jacobian",
+    "task_losses",
+    "task_metrics",
+    "task_weights",
+]

@@ -1,0 +1,208 @@
+"""The multi-task train step: per-task gradients -> loss weighting -> aggregator -> optimizer.
+
+``step(state, batch, key) -> (state, metrics)`` is pure, like the single-task step, so
+``vmap`` over stacked :class:`MTLState` trains K multi-task models — each with its own
+aggregator state and randomness (PCGrad's task order, GradDrop's masks) — in one pass.
+
+The batch is ``(x, {task: targets})``. For every task ``t`` the step computes the loss
+``Lₜ`` and ``∂Lₜ/∂z`` through its own head, lets the loss weighting choose ``wₜ`` (from the
+detached losses, and the gradient norms for GradNorm), scales task t's gradients by
+``wₜ``, and hands the shared part to the aggregator through one of three paths (see
+:mod:`funcmtl.mtl._jacobian`). Head parameters get their own task's (weighted) gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from funcmtl import aggregators as aggregators_lib
+from funcmtl import optim, random, train, tree
+from funcmtl import weightings as weightings_lib
+from funcmtl.aggregators._base import Aggregator, combine, gramian
+from funcmtl.mtl._jacobian import chunked_gramian
+from funcmtl.mtl._pertask import shared_jacobian, task_gradients
+from funcmtl.mtl._split import SplitModel
+from funcmtl.mtl._tasks import Task, check_tasks, task_weights
+from funcmtl.weightings._base import Weighting
+
+Params = dict[str, Tensor]
+PATHS = ("exact", "gramian", "representation")
+
+
+class MTLState(NamedTuple):
+    """Everything a multi-task run carries from step to step (a pytree)."""
+
+    params: Params
+    buffers: Params
+    opt_state: Any
+    aggregator_state: Any
+    weighting_state: Any
+    step: Tensor  # shape=(), int64: number of updates applied
+    hparams: dict[str, Tensor] = {}  # 0-dim tensors, e.g. a per-member learning rate
+
+
+def _aggregator(value: Aggregator | str) -> Aggregator:
+    return aggregators_lib.get(value) if isinstance(value, str) else value
+
+
+def _weighting(value: Weighting | str | None) -> Weighting:
+    if value is None:
+        return weightings_lib.get("equal")
+    return weightings_lib.get(value) if isinstance(value, str) else value
+
+
+def init_state(
+    params: Params,
+    buffers: Params,
+    tasks: Sequence[Task],
+    optimizer: train.Optimizer,
+    aggregator: Aggregator | str = "mean",
+    weighting: Weighting | str | None = None,
+    hparams: dict[str, Any] | None = None,
+) -> MTLState:
+    """A fresh multi-task train state at step 0."""
+    check_tasks(tasks)
+    hparams = {name: torch.as_tensor(value) for name, value in (hparams or {}).items()}
+    transform = train.resolve_optimizer(optimizer, hparams)
+    return MTLState(
+        params=params,
+        buffers=buffers,
+        opt_state=transform.init(params),
+        aggregator_state=_aggregator(aggregator).init(len(tasks)),
+        weighting_state=_weighting(weighting).init(len(tasks)),
+        step=torch.zeros((), dtype=torch.int64),
+        hparams=hparams,
+    )
+
+
+def _cosines(gram: Tensor) -> Tensor:
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    return gram / (norms[:, None] * norms[None, :]).clamp_min(1e-12)
+
+
+def make_step(
+    model: SplitModel,
+    tasks: Sequence[Task],
+    optimizer: train.Optimizer,
+    aggregator: Aggregator | str = "mean",
+    weighting: Weighting | str | None = None,
+    *,
+    path: str = "exact",
+    chunk_size: int | None = None,
+    donate: bool = False,
+):
+    """Build the pure multi-task step for ``model`` (see :func:`funcmtl.mtl.split_module`).
+
+    Args:
+        model: the model cut at its shared representation.
+        tasks: the task specs, in the order of the loss vector.
+        optimizer: a transform or a factory ``hparams -> transform``.
+        aggregator: an :class:`~funcmtl.aggregators.Aggregator` or a name ("pcgrad", ...).
+        weighting: a loss weighting or its name (default "equal").
+        path: "exact" (the Jacobian wrt the shared parameters), "gramian" (only ``J Jᵀ``,
+            chunked; needs an aggregator with ``weights``) or "representation" (gradients
+            wrt the shared representation).
+        chunk_size: tasks per vmap chunk when building ``J``.
+        donate: reuse the input state's buffers for the optimizer step (see
+            :func:`funcmtl.optim.update_params`).
+
+    Returns:
+        ``step(state, batch, key) -> (state, metrics)``; metrics hold ``loss`` (weighted
+        sum), ``losses`` ``(T,)``, ``loss_weights`` ``(T,)``, ``grad_norms`` ``(T,)`` and
+        ``cosine`` ``(T, T)`` (task-gradient cosines on the path's gradients), plus
+        ``"<task>/<metric>"`` training metrics.
+    """
+    check_tasks(tasks)
+    if path not in PATHS:
+        raise ValueError(f"`path` must be one of {PATHS}; got {path!r}.")
+    aggregate = _aggregator(aggregator)
+    weigh = _weighting(weighting)
+    if path == "gramian" and aggregate.weights is None:
+        raise ValueError(
+            "path='gramian' needs an aggregator that is a weighting of the Gramian "
+            "(it has `weights`); this one has none (e.g. graddrop): use path='exact'."
+        )
+    static_weights = task_weights(tasks)  # each Task's fixed `weight`
+    names = [task.name for task in tasks]
+    missing = [n for n in names if n not in model.heads]
+    if missing:
+        raise ValueError(
+            f"every task needs a head; no head for {missing}, heads {list(model.heads)}."
+        )
+
+    def step(state: MTLState, batch: Any, key: Tensor) -> tuple[MTLState, dict[str, Tensor]]:
+        k_forward, k_weigh, k_aggregate = random.split(key, 3)
+        grads_t = task_gradients(
+            model, tasks, state.params, state.buffers, batch, key=k_forward
+        )
+        losses, z_rows = grads_t.losses, grads_t.representation_grads
+        shared = {n: state.params[n] for n in model.shared_names}
+        if path == "exact":
+            rows = shared_jacobian(grads_t, chunk_size=chunk_size)
+        else:
+            rows = z_rows  # the representation path aggregates ∂Lₜ/∂z directly
+        if path == "gramian":
+            raw_gram = chunked_gramian(grads_t.encode, shared, z_rows, chunk_size=chunk_size)
+        else:
+            raw_gram = gramian(rows)
+        grad_norms = raw_gram.diagonal().clamp_min(0).sqrt()
+        loss_weights, weighting_state = weigh.weights(
+            losses.detach(), state.weighting_state, key=k_weigh, grad_norms=grad_norms
+        )
+        loss_weights = loss_weights * static_weights.to(loss_weights)
+
+        if aggregate.weights is not None:
+            # A Gramian weighting sees the Gramian of the loss-weighted gradients,
+            # W G W, and its weights combine the raw rows scaled by W.
+            scaled_gram = raw_gram * loss_weights[:, None] * loss_weights[None, :]
+            task_weights, aggregator_state = aggregate.weights(
+                scaled_gram, state.aggregator_state, key=k_aggregate
+            )
+            combined = task_weights * loss_weights
+            if path == "exact":
+                direction = combine(combined, rows)
+            else:
+                (direction,) = grads_t.encoder_vjp(combine(combined, z_rows))
+        else:
+            weighted = tree.map(lambda r: r * _expand(loss_weights, r), rows)
+            direction, aggregator_state = aggregate.update(
+                weighted, state.aggregator_state, key=k_aggregate
+            )
+            if path == "representation":
+                (direction,) = grads_t.encoder_vjp(direction)
+
+        grads = dict(direction)
+        for weight, own_grads in zip(loss_weights, grads_t.head_grads, strict=True):
+            grads.update({n: g * weight for n, g in own_grads.items()})
+        transform = train.resolve_optimizer(optimizer, state.hparams)
+        params, opt_state = optim.update_params(
+            transform, grads, state.opt_state, state.params, donate=donate
+        )
+        new_state = MTLState(
+            params={n: params[n] for n in state.params},
+            buffers={**state.buffers, **grads_t.buffers},
+            opt_state=opt_state,
+            aggregator_state=aggregator_state,
+            weighting_state=weighting_state,
+            step=state.step + 1,
+            hparams=state.hparams,
+        )
+        metrics = dict(grads_t.metrics)
+        metrics.update(
+            loss=(loss_weights * losses).sum(),
+            losses=losses,
+            loss_weights=loss_weights,
+            grad_norms=grad_norms,
+            cosine=_cosines(raw_gram),
+        )
+        return new_state, metrics
+
+    return step
+
+
+def _expand(weights: Tensor, rows: Tensor) -> Tensor:
+    return weights.reshape(-1, *([1] * (rows.dim() - 1))).to(rows.dtype)

@@ -1,0 +1,200 @@
+"""Per-task gradients and the MTL step against plain autograd on the nn.Module."""
+
+
+import pytest
+import torch
+from torch import nn
+
+import funcmtl as fm
+
+TASKS = [
+    fm.mtl.Task("digit", "classification", 4),
+    fm.mtl.Task("value", "regression", 1),
+    fm.mtl.Task("flag", "binary", 1),
+]
+
+
+def setup(seed=0, n=48, dropout=0.0):
+    module = fm.mtl.hard_sharing_mlp(6, (24, 16), TASKS, dropout=dropout)
+    params, buffers = fm.init(module, fm.random.key(seed))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 6, generator=g)
+    targets = {
+        "digit": torch.randint(0, 4, (n,), generator=g),
+        "value": torch.randn(n, generator=g),
+        "flag": torch.randint(0, 2, (n,), generator=g).float(),
+    }
+    return module, params, buffers, (x, targets)
+
+
+def autograd_rows(module, params, batch):
+    """Each task's gradient wrt every parameter by separate autograd.grad calls (reference)."""
+    reference = fm.load_into(module, params)
+    outputs = reference(batch[0])
+    losses = fm.mtl.task_losses(TASKS, outputs, batch[1])
+    names = [n for n, _ in reference.named_parameters()]
+    rows = []
+    for t in range(len(TASKS)):
+        grads = torch.autograd.grad(
+            losses[t], list(reference.parameters()), retain_graph=True, allow_unused=True
+        )
+        rows.append({
+            n: torch.zeros_like(p) if g is None else g
+            for n, p, g in zip(names, reference.parameters(), grads, strict=True)
+        })
+    return losses.detach(), rows
+
+
+def close(a, b, rel=1e-5):
+    return (a - b).abs().max() <= rel * max(1.0, float(b.abs().max()))
+
+
+def test_split_jacobian_equals_separate_autograd_passes():
+    module, params, buffers, batch = setup()
+    split = fm.mtl.split_module(module)
+    grads = fm.mtl.task_gradients(split, TASKS, params, buffers, batch, key=None)
+    jacobian = fm.mtl.shared_jacobian(grads)
+    losses, rows = autograd_rows(module, params, batch)
+    assert torch.allclose(grads.losses, losses, atol=1e-6)
+    for name in split.shared_names:
+        for t in range(len(TASKS)):
+            assert close(jacobian[name][t], rows[t][name])
+    for t, task in enumerate(TASKS):
+        for name, g in grads.head_grads[t].items():
+            assert close(g, rows[t][name])
+            assert name in split.task_names[task.name]
+
+
+def test_generic_task_jacobian_equals_separate_autograd_passes():
+    module, params, _, batch = setup(seed=1)
+    apply, _, _ = fm.functional(module)
+    shared = [n for n in params if n.startswith("shared.")]
+
+    def losses_fn(p):
+        return fm.mtl.task_losses(TASKS, apply(p, {}, batch[0])[0], batch[1])
+
+    losses, jacobian, other = fm.mtl.task_jacobian(losses_fn, params, shared=shared, chunk_size=2)
+    _, rows = autograd_rows(module, params, batch)
+    for name in shared:
+        assert jacobian[name].shape == (3, *params[name].shape)
+        for t in range(3):
+            assert close(jacobian[name][t], rows[t][name])
+    for name, g in other.items():  # heads: their own task's gradient
+        assert close(g, sum(rows[t][name] for t in range(3)))
+    expected = r"`shared` must name entries of `params`; unknown \['nope'\]"
+    with pytest.raises(ValueError, match=expected):
+        fm.mtl.task_jacobian(losses_fn, params, shared=["nope"])
+
+
+def test_chunked_gramian_equals_the_gramian_of_the_exact_jacobian():
+    module, params, buffers, batch = setup(seed=2)
+    split = fm.mtl.split_module(module)
+    grads = fm.mtl.task_gradients(split, TASKS, params, buffers, batch, key=None)
+    jacobian = fm.mtl.shared_jacobian(grads)
+    flat = torch.cat([jacobian[n].reshape(3, -1) for n in split.shared_names], dim=1).double()
+    shared = {n: params[n] for n in split.shared_names}
+    gram = fm.mtl.chunked_gramian(grads.encode, shared, grads.representation_grads)
+    assert torch.allclose(gram.double(), flat @ flat.T, rtol=1e-5, atol=1e-7)
+    assert len(fm.mtl.parameter_chunks(split.shared_names)) == 2  # one chunk per Linear
+
+
+def test_representation_gradients_equal_autograd_wrt_the_representation():
+    module, params, buffers, batch = setup(seed=3)
+    split = fm.mtl.split_module(module)
+    grads = fm.mtl.task_gradients(split, TASKS, params, buffers, batch, key=None)
+    reference = fm.load_into(module, params)
+    z = reference.shared(batch[0])
+    outputs = reference.tasks(z, batch[0])
+    losses = fm.mtl.task_losses(TASKS, outputs, batch[1])
+    for t in range(3):
+        (dz,) = torch.autograd.grad(losses[t], z, retain_graph=True)
+        assert close(grads.representation_grads[t], dz)
+
+
+@pytest.mark.parametrize("path", ["exact", "gramian", "representation"])
+def test_mean_aggregator_step_is_sgd_on_mean_shared_and_own_head_gradients(path):
+    module, params, buffers, batch = setup(seed=4)
+    opt = fm.optim.sgd(0.1)
+    state = fm.mtl.init_state(params, buffers, TASKS, opt, "mean")
+    step = fm.mtl.make_step(fm.mtl.split_module(module), TASKS, opt, "mean", path=path)
+    new, metrics = step(state, batch, fm.random.key(0))
+    losses, rows = autograd_rows(module, params, batch)
+    for name, value in params.items():
+        if name.startswith("shared."):
+            expected_grad = sum(rows[t][name] for t in range(3)) / 3
+        else:
+            expected_grad = sum(rows[t][name] for t in range(3))  # only its own task's
+        assert close(new.params[name], value - 0.1 * expected_grad)
+    assert torch.allclose(metrics["losses"], losses, atol=1e-6)
+    assert metrics["cosine"].shape == (3, 3)
+    assert torch.allclose(metrics["cosine"].diagonal(), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize("aggregator", ["pcgrad", "upgrad", "mgda", "cagrad", "imtl_g"])
+def test_gramian_path_equals_exact_path(aggregator):
+    module, params, buffers, batch = setup(seed=5)
+    split = fm.mtl.split_module(module)
+    opt = fm.optim.sgd(0.05)
+    results = []
+    for path in ("exact", "gramian"):
+        state = fm.mtl.init_state(params, buffers, TASKS, opt, aggregator)
+        step = fm.mtl.make_step(split, TASKS, opt, aggregator, path=path)
+        for s in range(3):
+            state, _ = step(state, batch, fm.random.fold_in(fm.random.key(9), s))
+        results.append(state.params)
+    for name in params:
+        assert close(results[0][name], results[1][name], rel=1e-4)
+
+
+def test_geometric_mean_weighting_gives_the_gradient_of_the_geometric_mean():
+    module, params, buffers, batch = setup(seed=6)
+    opt = fm.optim.sgd(1.0)
+    state = fm.mtl.init_state(params, buffers, TASKS, opt, "sum", "geometric_mean")
+    step = fm.mtl.make_step(
+        fm.mtl.split_module(module), TASKS, opt, "sum", "geometric_mean", path="exact"
+    )
+    new, _ = step(state, batch, fm.random.key(0))
+    reference = fm.load_into(module, params)
+    losses = fm.mtl.task_losses(TASKS, reference(batch[0]), batch[1])
+    losses.prod().pow(1 / 3).backward()
+    for name, p in reference.named_parameters():
+        if name.startswith("shared."):
+            assert close(params[name] - new.params[name], p.grad)
+
+
+def test_k_mtl_models_with_pcgrad_in_one_vmapped_pass_equal_one_by_one():
+    module, _, buffers, batch = setup(seed=7, dropout=0.2)
+    split = fm.mtl.split_module(module)
+    opt = fm.optim.adam(1e-2)
+    keys = fm.random.split(fm.random.key(3), 4)
+    solo_states = [
+        fm.mtl.init_state(fm.init(module, k)[0], buffers, TASKS, opt, "pcgrad") for k in keys
+    ]
+    stacked = fm.tree.stack(solo_states)
+    step = fm.mtl.make_step(split, TASKS, opt, "pcgrad")
+    vstep = torch.func.vmap(step, in_dims=(0, None, 0), randomness="different")
+    for s in range(10):
+        step_keys = torch.stack([fm.random.fold_in(k, s) for k in keys])
+        stacked, metrics = vstep(stacked, batch, step_keys)
+        solo_states = [step(st, batch, k)[0] for st, k in zip(solo_states, step_keys, strict=True)]
+    assert metrics["cosine"].shape == (4, 3, 3)
+    for k, solo in enumerate(solo_states):
+        member = fm.ensemble.member(stacked, k)
+        for a, b in zip(fm.tree.leaves(member.params), fm.tree.leaves(solo.params), strict=True):
+            assert (a - b).abs().max() <= 1e-5
+    w = stacked.params["shared.0.weight"]
+    assert not torch.allclose(w[0], w[1])
+
+
+def test_bad_mtl_configuration_is_rejected_clearly():
+    module, params, buffers, _ = setup()
+    split = fm.mtl.split_module(module)
+    opt = fm.optim.sgd(0.1)
+    with pytest.raises(ValueError, match=r"`path` must be one of .*; got 'fast'"):
+        fm.mtl.make_step(split, TASKS, opt, path="fast")
+    with pytest.raises(ValueError, match="path='gramian' needs an aggregator"):
+        fm.mtl.make_step(split, TASKS, opt, "graddrop", path="gramian")
+    with pytest.raises(ValueError, match=r"no head for \['other'\]"):
+        fm.mtl.make_step(split, [*TASKS, fm.mtl.Task("other", "binary", 1)], opt)
+    with pytest.raises(ValueError, match="`shared` submodule"):
+        fm.mtl.split_module(nn.Linear(2, 2))
