@@ -4,47 +4,56 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from types import ModuleType
 from typing import Literal
 
 import funcmtl as fm
 
-Group = Literal["optimizers", "schedules", "transforms", "losses", "metrics"]
+Group = Literal[
+    "optimizers", "schedules", "transforms", "losses", "metrics", "aggregators", "weightings"
+]
 
 _OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 @dataclasses.dataclass(frozen=True)
 class Methods:
-    """List every optimizer, transform, schedule, loss and metric funcmtl provides."""
+    """List every optimizer, transform, schedule, loss, metric, aggregator and loss weighting
+    funcmtl provides."""
 
     group: Group | None = None
     """Only this group; default: all."""
 
 
-def _public_functions(module: object) -> dict[str, Callable]:
+def _public_functions(module: object) -> dict[str, str]:
     return {
-        name: obj
+        name: summary_line(obj)
         for name in module.__all__
         if inspect.isfunction(obj := getattr(module, name))
     }
+
+
+def _registered(registry: ModuleType) -> dict[str, str]:
+    return {name: registry.describe(name) for name in registry.names()}
 
 
 def _is_schedule(name: str) -> bool:
     return name.endswith("_schedule") and not name.startswith("scale_by")
 
 
-def groups() -> dict[str, dict[str, Callable]]:
-    """Every listed name, by group, in a stable order."""
+def groups() -> dict[str, dict[str, str]]:
+    """Every listed name and its one-line description, by group, in a stable order."""
     optim = _public_functions(fm.optim)
     return {
         "optimizers": {n: optim[n] for n in _OPTIMIZERS},
-        "schedules": {n: f for n, f in optim.items() if _is_schedule(n)},
+        "schedules": {n: line for n, line in optim.items() if _is_schedule(n)},
         "transforms": {
-            n: f for n, f in optim.items() if n not in _OPTIMIZERS and not _is_schedule(n)
+            n: line for n, line in optim.items() if n not in _OPTIMIZERS and not _is_schedule(n)
         },
         "losses": _public_functions(fm.losses),
         "metrics": _public_functions(fm.metrics),
+        "aggregators": _registered(fm.aggregators),
+        "weightings": _registered(fm.weightings),
     }
 
 
@@ -55,10 +64,10 @@ def summary_line(obj: object) -> str:
 
 
 def run(config: Methods) -> int:
-    for group, functions in groups().items():
+    for group, lines in groups().items():
         if config.group not in (None, group):
             continue
         print(f"{group}:")
-        for name, function in functions.items():
-            print(f"  {name:<30} {summary_line(function)}")
+        for name, line in lines.items():
+            print(f"  {name:<30} {line}")
     return 0

@@ -7,6 +7,7 @@ derived by hand), never from the library's own output.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -90,10 +91,12 @@ def test_registry_lists_every_method_of_the_design() -> None:
     }  # fmt: skip
     assert set(NAMES) == expected and len(NAMES) == len(expected)
     for name in NAMES:
-        info = agg.describe(name)
-        assert info.name == name and info.summary and "\n" not in info.summary
-        assert "http" in info.reference and any(c.isdigit() for c in info.reference)
-        assert callable(getattr(agg, name)) and getattr(agg, name).__doc__
+        method = agg.method(name)
+        assert method.name == name and method.factory is getattr(agg, name)
+        assert method.summary and "\n" not in method.summary
+        assert re.search(r", \d{4}\. https://\S+$", method.reference)  # "Authors, Title, Year. URL"
+        assert agg.describe(name) == f"{method.summary} [{method.reference}]"
+        assert getattr(agg, name).__doc__
         assert "References:" in getattr(agg, name).__doc__
 
 
@@ -517,12 +520,20 @@ def test_mean_and_sum_by_hand() -> None:
 
 
 def test_unknown_name_lists_the_known_names() -> None:
-    with pytest.raises(ValueError, match=r"known aggregators \(mean, sum, pcgrad.*got 'pcgard'"):
-        agg.get("pcgard")
+    message = r"`name` must be one of the known aggregators \(mean, sum, pcgrad.*; got 'pcgard'\."
+    for lookup in (agg.get, agg.method, agg.options, agg.describe):
+        with pytest.raises(ValueError, match=message):
+            lookup("pcgard")
+
+
+def test_options_come_from_the_factory_signature() -> None:
+    assert agg.options("gradvac") == {"beta": 0.5}
+    assert agg.options("pcgrad") == {}
 
 
 def test_unknown_option_names_it_and_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match=r"'gradvac' has no option 'bta'; its options are: beta"):
+    message = r"^Aggregator 'gradvac' has no option 'bta'; its options are: beta\.$"
+    with pytest.raises(ValueError, match=message):
         agg.get("gradvac", bta=0.1)
     with pytest.raises(ValueError, match=r"'pcgrad' has no option 'beta'; its options are: none"):
         agg.get("pcgrad", beta=0.1)

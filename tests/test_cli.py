@@ -23,10 +23,35 @@ def test_methods_lists_every_public_optimizer_loss_and_metric(capsys):
     assert public - listed <= {"Schedule", "ScalarOrSchedule"}
 
 
+def _listed(out: str) -> dict[str, dict[str, str]]:
+    """``funcmtl methods`` output as group -> name -> the rest of its line."""
+    listed: dict[str, dict[str, str]] = {}
+    for line in out.splitlines():
+        if line.startswith("  "):
+            name, rest = line.split(maxsplit=1)
+            listed[next(reversed(listed))][name] = rest
+        else:
+            listed[line.removesuffix(":")] = {}
+    return listed
+
+
+def test_methods_lists_every_aggregator_and_weighting_with_its_reference(capsys):
+    assert main(["methods"]) == 0
+    listed = _listed(capsys.readouterr().out)
+    for group, registry in (("aggregators", fm.aggregators), ("weightings", fm.weightings)):
+        assert list(listed[group]) == registry.names()
+        for name in registry.names():
+            method = registry.method(name)
+            assert listed[group][name] == f"{method.summary} [{method.reference}]"
+
+
 def test_methods_group_filter(capsys):
     assert main(["methods", "--group", "schedules"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("schedules:") and "adam " not in out and "scale_by_schedule" not in out
+    assert main(["methods", "--group", "weightings"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("weightings:") and "  gradnorm " in out and "  pcgrad " not in out
 
 
 def test_unknown_group_exits_2(capsys):
@@ -64,3 +89,19 @@ def test_bench_on_a_missing_gpu_exits_2_with_one_line(capsys):
     assert main(["bench", "matmul", "--device", "cuda", "--sizes", "8"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "needs a CUDA GPU" in err
+
+
+def test_bench_pertask_writes_rows_for_every_contender(tmp_path):
+    out = tmp_path / "pertask.json"
+    args = ["bench", "pertask", "--tasks", "3", "--widths", "6", "8", "--batch", "5",
+            "--rounds", "1", "--steps", "1", "--warmup", "0", "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["suite"] == "pertask"
+    (row,) = result["rows"]
+    assert row["tasks"] == 3
+    expected = {"summed_ms", "loop_pcgrad_ms"} | {
+        f"funcmtl_{path}_{agg}_ms"
+        for path in ("exact", "gramian", "representation") for agg in ("pcgrad", "upgrad")
+    }
+    assert expected <= set(row) and all(row[name] > 0 for name in expected)

@@ -95,7 +95,14 @@ def test_chunked_gramian_equals_the_gramian_of_the_exact_jacobian():
     shared = {n: params[n] for n in split.shared_names}
     gram = fm.mtl.chunked_gramian(grads.encode, shared, grads.representation_grads)
     assert torch.allclose(gram.double(), flat @ flat.T, rtol=1e-5, atol=1e-7)
-    assert len(fm.mtl.parameter_chunks(split.shared_names)) == 2  # one chunk per Linear
+    for count in (1, 2, 3):
+        chunks = fm.mtl.parameter_chunks(shared, count)
+        assert sum(chunks, []) == list(shared)  # contiguous, in order, covering
+        assert len(chunks) == min(count, 2)  # two Linear modules: never split a module
+        chunked = fm.mtl.chunked_gramian(
+            grads.encode, shared, grads.representation_grads, chunks=chunks
+        )
+        assert torch.allclose(chunked.double(), flat @ flat.T, rtol=1e-5, atol=1e-7)
 
 
 def test_representation_gradients_equal_autograd_wrt_the_representation():

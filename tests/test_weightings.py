@@ -4,6 +4,7 @@ shared contract (shapes, vmap over a batch of states, pytree states, error messa
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -60,14 +61,17 @@ def _call(wt, losses, state, key, grad_norms):
 def test_names_and_descriptions():
     assert weightings.names() == NAMES
     for name in NAMES:
-        line = weightings.describe(name)
-        assert "\n" not in line and len(line) > 20
-        info = weightings.info(name)
-        assert info.url.startswith("https://") and info.paper[-4:].isdigit()
-        assert info.factory.__name__ == name
-        assert getattr(weightings, name) is info.factory
-    assert [n for n in NAMES if weightings.info(n).needs_grad_norms] == ["gradnorm"]
-    assert [n for n in NAMES if weightings.info(n).needs_key] == ["rlw"]
+        method = weightings.method(name)
+        assert method.name == name and method.factory is getattr(weightings, name)
+        assert method.factory.__name__ == name
+        assert method.summary and "\n" not in method.summary
+        assert re.search(r", \d{4}\. https://\S+$", method.reference)  # "Authors, Title, Year. URL"
+        assert weightings.describe(name) == f"{method.summary} [{method.reference}]"
+
+
+def test_options_come_from_the_factory_signature():
+    assert weightings.options("dwa") == {"temperature": 2.0, "period": 100}
+    assert weightings.options("equal") == {}
 
 
 def test_get_passes_options():
@@ -77,12 +81,18 @@ def test_get_passes_options():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="'kendall'.*equal, uncertainty, dwa"):
-        weightings.get("kendall")
+    message = (
+        r"`name` must be one of the known loss weightings \(equal, uncertainty, dwa.*; "
+        r"got 'kendall'\."
+    )
+    for lookup in (weightings.get, weightings.method, weightings.options, weightings.describe):
+        with pytest.raises(ValueError, match=message):
+            lookup("kendall")
 
 
 def test_unknown_option_lists_valid_options():
-    with pytest.raises(ValueError, match="'dwa' has no option 'temp'.*temperature=2.0, period"):
+    message = r"^Loss weighting 'dwa' has no option 'temp'; its options are: temperature, period\.$"
+    with pytest.raises(ValueError, match=message):
         weightings.get("dwa", temp=2.0)
     with pytest.raises(ValueError, match="'equal' has no option 'lr'; its options are: none"):
         weightings.get("equal", lr=0.1)

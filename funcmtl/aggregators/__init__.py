@@ -1,7 +1,9 @@
 """Aggregators: per-task gradients ``[T, ...]`` -> one update direction.
 
 Each method is a factory returning an :class:`Aggregator` ``(init, update, weights)``; see
-:mod:`funcmtl.aggregators._base` for the contract. Pick one by name with :func:`get`.
+:mod:`funcmtl.aggregators._base` for the contract. Pick one by name with :func:`get`, e.g.
+``get("graddrop", leak=0.1)``; :func:`names` lists them and :func:`describe` says what each
+does.
 
 Example:
     >>> import torch, funcmtl as fm
@@ -24,12 +26,12 @@ from funcmtl.aggregators._mean import mean, sum
 from funcmtl.aggregators._mgda import mgda
 from funcmtl.aggregators._nash_mtl import nash_mtl
 from funcmtl.aggregators._pcgrad import pcgrad
-from funcmtl.aggregators._registry import MethodInfo, describe, get, names
+from funcmtl.aggregators._registry import Method, describe, get, method, names, options
 from funcmtl.aggregators._upgrad import upgrad
 
 __all__ = [
     "Aggregator",
-    "MethodInfo",
+    "Method",
     "aligned_mtl",
     "cagrad",
     "combine",
@@ -43,9 +45,11 @@ __all__ = [
     "gramian",
     "imtl_g",
     "mean",
+    "method",
     "mgda",
     "names",
     "nash_mtl",
+    "options",
     "pcgrad",
     "sum",
     "upgrad",

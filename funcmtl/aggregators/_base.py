@@ -19,7 +19,6 @@ backward of ``Σ wₜ Lₜ`` — without ever holding ``J``. :func:`from_weighti
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import torch

@@ -12,7 +12,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._solvers import cagrad_shift, normalize
+from funcmtl.aggregators._solvers import cagrad_weights, normalize
 
 _RESCALES = (0, 1, 2)
 
@@ -34,11 +34,14 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
         d = \frac{1}{\rho} \Big( g_0 + \frac{c \lVert g_0 \rVert}{\lVert g_w \rVert} g_w \Big),
         \qquad \rho = 1,\ 1 + c^2 \text{ or } 1 + c \ (\texttt{rescale} = 0, 1, 2).
 
-    The official code solves the dual with ``scipy.optimize.minimize``; here the primal–dual
-    pair is solved to float round-off, in the span of the gradients, by a fixed-iteration
-    interior-point method (:func:`funcmtl.aggregators._solvers.cagrad_shift`), which never
-    divides by :math:`\lVert g_w \rVert`. With ``c = 0`` the ball is a point and ``d`` is the
-    mean. Invariant to a permutation of the tasks; linear under positive scaling.
+    The official code solves the dual with ``scipy.optimize.minimize`` (SLSQP, default
+    tolerance); here it is solved to float round-off with fixed iteration counts (a barrier
+    method on its second-order-cone form, then an interior-point method;
+    :func:`funcmtl.aggregators._solvers.cagrad_weights`). With ``c = 0`` the ball is a point
+    and ``d`` is the mean. When ``0`` is in the convex hull of the gradients and ``c`` is large
+    enough, the dual optimum has :math:`g_w = 0` and the direction is not unique; the result is
+    then finite and in the ball but not otherwise chosen. Invariant to a permutation of the
+    tasks; linear under positive scaling.
 
     Args:
         c: the radius of the ball in units of :math:`\lVert g_0 \rVert`, ``≥ 0`` (0.5 by
@@ -77,10 +80,13 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
         mean = torch.full((num_tasks,), 1 / num_tasks, dtype=torch.float64, device=gramian.device)
         if c == 0.0:  # a static choice: the ball is {g₀}
             return (mean / divisor).to(gramian.dtype), state
-        q, _ = normalize(gramian)
-        radius = c * (q.sum() / num_tasks**2).clamp(min=0).sqrt()  # c ‖g₀‖, normalised units
-        # d = g₀ + Jᵀa: the weights are 1/T + a (a = c‖g₀‖ w / ‖g_w‖ at the optimum).
-        a = cagrad_shift(q, radius)
+        q, _ = normalize(gramian)  # G / scale
+        radius = c * (q.sum() / num_tasks**2).clamp(min=0).sqrt()  # c ‖g₀‖, in the same units
+        w, norm = cagrad_weights(q, radius)
+        # d = g₀ + (c ‖g₀‖ / ‖g_w‖) g_w: the weights are 1/T + c ‖g₀‖ w / ‖g_w‖. ‖g_w‖ ≈ 0 only
+        # where the direction is not unique; the floor keeps the weights ≤ 1e6 there (and d in
+        # the ball) instead of dividing by round-off.
+        a = radius * w / torch.maximum(norm, 1e-6 * radius)
         return ((mean + a) / divisor).to(gramian.dtype), state
 
     return from_weighting(stateless_init, weights_fn)

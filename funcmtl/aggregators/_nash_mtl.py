@@ -31,9 +31,10 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
     exactly (to float round-off) by Newton's method with a fixed number of steps
     (:func:`funcmtl.aggregators._solvers.nash_point`). The official code divides ``G`` by its
     Frobenius norm only to help its solver (its constraints multiply the norm back in), which
-    leaves the fixed point unchanged; this solver likewise normalises only internally. When the gradients are linearly dependent the
-    equation may have no solution; a ridge of ``1e-12`` times the mean of ``diag G`` makes it
-    well-posed (large weights on dependent tasks; ``d`` stays finite).
+    leaves the fixed point unchanged; this solver likewise normalises only internally. When the
+    gradients are linearly dependent the equation may have no solution; a ridge of ``1e-12``
+    times each task's ``G_ii`` makes it well-posed (large weights on dependent tasks, ``d``
+    stays finite) and leaves the per-task scale invariance exact.
 
     Scaling one task's gradient by :math:`c > 0` divides its :math:`\alpha_i` by ``c`` and
     leaves ``d`` unchanged (the bargaining solution is invariant to the tasks' scales); ``d``

@@ -2,51 +2,60 @@
 
 Every solver here is pure torch: no ``.item()``, no branch on a tensor value, no early exit.
 That keeps them valid under ``torch.func.vmap`` (a batch of Gramians) and on CUDA without a
-host sync. They iterate a fixed number of times chosen so that the optimum is reached to
+host sync. They iterate a fixed number of times, chosen so that the optimum is reached to
 float64 round-off on the problems met in multi-task learning (``T`` up to about 64, singular
-and ill-conditioned Gramians included); the tests compare them with an independent float64
-reference.
+and ill-conditioned Gramians, gradient norms spread over many orders of magnitude); the tests
+compare them with independent float64 references.
 
 The problems and methods:
 
-- :func:`solve_qp` — ``min ½ xᵀQx + cᵀx  s.t.  x ≥ lower  [and 1ᵀx = 1]``: a primal–dual
-  interior-point method with Mehrotra's predictor–corrector (MGDA, UPGrad, DualProj).
-- :func:`cagrad_shift` — CAGrad's ``max_d min_i g_iᵀd  s.t.  ‖d − g₀‖ ≤ r``, a convex QCQP,
-  by a primal–dual interior-point method in the span of the gradients.
-- :func:`nash_point` — the solution of ``Gα = 1/α, α > 0`` (Nash-MTL), the minimiser of the
-  strictly convex ``½ αᵀGα − Σ log αᵢ``, by Newton's method with a vectorised line search.
+- :func:`solve_qp` — ``min ½ xᵀQx + cᵀx  s.t.  x ≥ lower  [and 1ᵀx = 1]`` (MGDA, UPGrad,
+  DualProj): a primal–dual interior-point method with Mehrotra's predictor–corrector
+  (:func:`_interior_point`), one Cholesky factorisation per iteration.
+- :func:`cagrad_weights` — ``min_{w ∈ Δ} bᵀw + r √(wᵀQw)`` (CAGrad's dual): a barrier method
+  on its second-order-cone form to get near the optimum from anywhere, then
+  :func:`_interior_point` on a smoothed objective to finish exactly.
+- :func:`nash_point` — the solution of ``Qα = 1/α, α > 0`` (Nash-MTL), the minimiser of the
+  strictly convex ``½ αᵀQα − Σ log αᵢ``: Newton's method with a vectorised line search.
 
 All work in float64 on :func:`normalize`'s output: the Gramian divided by its mean diagonal
 (the argmin of these problems is invariant to a positive scaling) and projected on the PSD
 cone — in the coordinates of unit-norm gradients, so that tasks whose gradients are orders of
 magnitude smaller keep their relative precision — because a float32 ``J Jᵀ`` of a
 rank-deficient ``J`` has eigenvalues slightly below 0, which would make the problems
-unbounded. Where a problem needs it to be bounded or to have a unique solution (linearly
-dependent gradients), :func:`ridge` adds :data:`RIDGE` times the diagonal: a per-task
-relative ridge that keeps the methods' invariance to each task's scale and moves the result
-by about ``RIDGE`` times the condition number of the correlation matrix of the gradients.
-The interior-point methods are started at points scaled per task in the same way, which
-makes their iterates (in exact arithmetic) independent of the tasks' scales.
+unbounded. :func:`ridge` then adds :data:`RIDGE` times the diagonal: a per-task relative
+ridge that makes every problem bounded with a unique solution when the gradients are linearly
+dependent, keeps the methods' invariance to each task's scale, and moves the result by about
+``RIDGE`` times the condition number of the gradients' correlation matrix. The iterates start
+from points scaled per task in the same way, so that (in exact arithmetic) they do not depend
+on the tasks' scales either.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 RIDGE = 1e-12  # relative to each task's squared gradient norm; see the module docstring
-QP_ITERATIONS = 24  # interior-point iterations of solve_qp
-QCQP_ITERATIONS = 24  # interior-point iterations of cagrad_shift
-NEWTON_ITERATIONS = 60  # Newton steps of nash_point
+QP_ITERATIONS = 20  # interior-point iterations of solve_qp (converged after ~16 in the tests)
+CAGRAD_STAGES, CAGRAD_STEPS = 6, 4  # barrier stages × Newton steps of cagrad_weights
+CAGRAD_TAU0, CAGRAD_GROWTH = 1.0, 10.0  # the barrier parameters τ₀ μᵏ
+CAGRAD_ITERATIONS = 20  # then interior-point iterations on CAGrad's smooth dual
+NEWTON_ITERATIONS = 30  # Newton steps of nash_point (converged after ~20 in the tests)
 _MU_FLOOR = 1e-40  # the central path is followed down to this complementarity, no further
 _BOUNDARY = 0.995  # fraction-to-the-boundary factor of the interior-point steps
 
+Objective = Callable[[Tensor, Tensor], tuple[Tensor, Tensor]]  # (y, μ) -> (gradient, Hessian)
 
-def normalize(gramian: Tensor) -> tuple[Tensor, Tensor]:
-    """``(Q, scale)``: ``Q ≈ G / scale`` in float64, symmetric PSD; ``scale`` = mean ``diag G``.
 
-    ``scale`` is 1 where ``G = 0``. Negative eigenvalues (round-off) of the correlation matrix
-    ``G_ij / √(G_ii G_jj)`` are set to 0; rows of zero gradients stay exactly 0.
+def factorize(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """``(L, scale)`` with ``L Lᵀ = Q ≈ G / scale`` in float64; ``scale`` = mean ``diag G``.
+
+    ``scale`` is 1 where ``G = 0``. ``L = N V Λ₊^½`` from the eigendecomposition ``V Λ Vᵀ`` of
+    the correlation matrix ``G_ij / √(G_ii G_jj)``, ``N`` the gradients' norms and ``Λ₊`` the
+    eigenvalues clipped at 0 (round-off); rows of zero gradients are exactly 0.
     """
     g = gramian.to(torch.float64)
     g = (g + g.mT) / 2
@@ -58,9 +67,15 @@ def normalize(gramian: Tensor) -> tuple[Tensor, Tensor]:
     inverse = torch.where(nonzero, 1 / torch.where(nonzero, norms, 1.0), 0.0)
     outer = inverse[..., :, None] * inverse[..., None, :]
     eigenvalues, eigenvectors = torch.linalg.eigh(g / scale[..., None] * outer)
-    corr = (eigenvectors * eigenvalues.clamp(min=0)[..., None, :]) @ eigenvectors.mT
-    q = corr * (norms[..., :, None] * norms[..., None, :])
-    return (q + q.mT) / 2, scale[..., 0]
+    factor = norms[..., None] * eigenvectors * eigenvalues.clamp(min=0).sqrt()[..., None, :]
+    return factor, scale[..., 0]
+
+
+def normalize(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """``(Q, scale)``: ``Q = L Lᵀ ≈ G / scale``, symmetric PSD (see :func:`factorize`)."""
+    factor, scale = factorize(gramian)
+    q = factor @ factor.mT
+    return (q + q.mT) / 2, scale
 
 
 def ridge(q: Tensor, factor: float = RIDGE) -> Tensor:
@@ -75,14 +90,76 @@ def _task_scale(q: Tensor) -> Tensor:
     return torch.where(diag > 0, diag, torch.ones_like(diag)).sqrt()
 
 
-def _step_to_boundary(x: Tensor, dx: Tensor) -> Tensor:
-    """The largest ``t`` with ``x + t dx ≥ 0`` over the last axis, for ``x > 0`` (~1e300 if
-    ``dx ≥ 0``)."""
-    return (x / (-dx).clamp(min=1e-300)).amin(-1)
-
-
 def _matvec(m: Tensor, v: Tensor) -> Tensor:
     return (m @ v[..., None])[..., 0]
+
+
+def _step_to_boundary(x: Tensor, dx: Tensor) -> Tensor:
+    """The largest ``t`` with ``x + t dx ≥ 0`` on the last axis, for ``x > 0`` (~1e300 if none
+    is needed), with a trailing axis of size 1."""
+    return (x / (-dx).clamp(min=1e-300)).amin(-1, keepdim=True)
+
+
+def _newton_direction(chol, inv_ones, y, z, gradient, nu, r_primal, rc):
+    """Solve ``(H + Z/Y) dy − dν 1 = −(gradient − ν − z) + rc/y``, ``1ᵀdy = −r_primal``
+    (only with ``inv_ones``, the simplex case) and return ``(dy, dz, dν)``."""
+    dy = torch.cholesky_solve((z - gradient + nu + rc / y)[..., None], chol)[..., 0]
+    dnu = torch.zeros_like(r_primal)
+    if inv_ones is not None:
+        dnu = (-r_primal - dy.sum(-1, keepdim=True)) / inv_ones.sum(-1, keepdim=True)
+        dy = dy + dnu * inv_ones
+    return dy, (rc - z * dy) / y, dnu
+
+
+def _interior_point(
+    objective: Objective,
+    y: Tensor,
+    z: Tensor,
+    total: Tensor | None,
+    iterations: int,
+    nu: Tensor | None = None,
+) -> Tensor:
+    """``argmin f(y)  s.t.  y ≥ 0  [and 1ᵀy = total]`` for a smooth convex ``f``.
+
+    ``objective(y, μ)`` returns ``∇f`` and ``∇²f``. Mehrotra's predictor–corrector from the
+    start ``(y, z, ν)`` (``ν = 0`` by default), ``z`` the multipliers of ``y ≥ 0``: each iteration
+    factors ``∇²f + Z/Y`` once (Cholesky, whose accuracy does not suffer from the badly scaled
+    diagonal) and solves for the predictor and the corrector; one step length for all
+    variables, a fraction ``_BOUNDARY`` of the way to the boundary.
+    """
+    nu = torch.zeros_like(y[..., :1]) if nu is None else nu
+    r_primal = torch.zeros_like(nu)
+    inv_ones = None
+    for _ in range(iterations):
+        yz = y * z
+        mu = yz.mean(-1, keepdim=True)
+        gradient, hessian = objective(y, mu)
+        system = hessian + torch.diag_embed(z / y)
+        if total is not None:
+            # + γ 11ᵀ leaves dy unchanged under 1ᵀdy = −r_primal (dν absorbs it) and makes the
+            # system definite when ∇²f is only definite on {1ᵀv = 0} (as CAGrad's is).
+            gamma = torch.diagonal(hessian, dim1=-2, dim2=-1).mean(-1, keepdim=True).abs() + 1
+            system = system + gamma[..., None]
+        chol = torch.linalg.cholesky_ex(system).L
+        if total is not None:
+            inv_ones = torch.cholesky_solve(torch.ones_like(y)[..., None], chol)[..., 0]
+            r_primal = y.sum(-1, keepdim=True) - total
+        state = (chol, inv_ones, y, z, gradient, nu, r_primal)
+        dy, dz, _ = _newton_direction(*state, -yz)  # predictor (affine scaling)
+        step = _step_to_boundary(torch.cat([y, z], -1), torch.cat([dy, dz], -1)).clamp(max=1)
+        mu_affine = ((y + step * dy) * (z + step * dz)).mean(-1, keepdim=True)
+        target = (mu * (mu_affine / mu).clamp(max=1) ** 3).clamp(min=_MU_FLOOR)
+        dy, dz, dnu = _newton_direction(*state, target - yz - dy * dz)  # corrector
+        if total is not None:
+            dnu = dnu + gamma * r_primal  # the multiplier of the unmodified system
+        step = _step_to_boundary(torch.cat([y, z], -1), torch.cat([dy, dz], -1))
+        step = (_BOUNDARY * step).clamp(max=1)
+        # A failed factorisation (never seen in the tests) leaves the iterate where it is.
+        finite = torch.isfinite(dy).all(-1, keepdim=True) & torch.isfinite(dz).all(-1, keepdim=True)
+        step = torch.where(finite, step, 0.0)
+        y, z = y + step * dy.nan_to_num(), z + step * dz.nan_to_num()
+        nu = nu + step * dnu.nan_to_num()
+    return y
 
 
 def solve_qp(
@@ -95,13 +172,10 @@ def solve_qp(
 ) -> Tensor:
     """``argmin ½ xᵀQx + cᵀx  s.t.  x ≥ lower`` (and ``1ᵀx = 1`` if ``simplex``), float64.
 
-    ``q`` is a normalised PSD ``(…, n, n)`` (see :func:`normalize`); ``linear`` and ``lower``
-    are ``(…, n)`` and broadcast against it, so one Gramian serves a batch of problems.
-
-    Mehrotra's predictor–corrector on the shifted variable ``y = x − lower ≥ 0`` with dual
-    slack ``z ≥ 0`` (and the multiplier ``ν`` of ``1ᵀx = 1``), from the infeasible start
-    ``y = z = 1``. Each iteration factors ``Q + Z/Y`` once (Cholesky; its accuracy does not
-    suffer from the badly scaled diagonal) and solves for the predictor and the corrector.
+    ``q`` is a normalised PSD ``(…, n, n)`` (see :func:`normalize`), to which :func:`ridge` is
+    added; ``linear`` and ``lower`` are ``(…, n)`` and broadcast against it, so that one
+    Gramian serves a batch of problems. Solved on ``y = x − lower ≥ 0`` by
+    :func:`_interior_point`.
     """
     q = ridge(q)
     batch = torch.broadcast_shapes(q.shape[:-2], linear.shape[:-1], lower.shape[:-1])
@@ -109,131 +183,149 @@ def solve_qp(
     q = q.expand(*batch, n, n)
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + _matvec(q, lower)  # the linear term in y
-    total = 1 - lower.sum(-1)  # 1ᵀy on the simplex
-    ones = torch.ones_like(c)
+    total = None
     if simplex:
-        y, z = ones * total[..., None].clamp(min=1e-3) / n, ones
-    else:  # scaled per task: the same iterates as for unit-norm gradients
-        z = _task_scale(q)
-        y = 1 / z
-    nu = torch.zeros_like(total)[..., None]
-    for _ in range(iterations):
-        yz = y * z
-        mu = yz.mean(-1, keepdim=True)
-        gradient = _matvec(q, y) + c - nu  # r_dual = gradient − z
-        chol = torch.linalg.cholesky_ex(q + torch.diag_embed(z / y)).L
-        if simplex:
-            inv_ones = torch.cholesky_solve(ones[..., None], chol)[..., 0]
-            r_primal = y.sum(-1, keepdim=True) - total[..., None]
+        total = 1 - lower.sum(-1, keepdim=True)
+        y = torch.ones_like(c) * total.clamp(min=1e-3) / n
+        z = torch.ones_like(c)
+    else:
+        # Scaled per task and per problem (x ↦ ρx, c ↦ ρc scales the solution by ρ): the
+        # iterates are those of unit-norm gradients and a unit lower bound.
+        task = _task_scale(q)
+        size = torch.maximum((task * lower).abs().amax(-1), (c / task).abs().amax(-1))
+        size = torch.where(size > 0, size, torch.ones_like(size))[..., None]
+        y, z = size / task, size * task
 
-        def direction(rc: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-            # (Q + Z/Y) dy − dν 1 = −r_d + rc/y,   1ᵀdy = −r_p,   dz = (rc − z dy) / y.
-            dy = torch.cholesky_solve((z - gradient + rc / y)[..., None], chol)[..., 0]
-            dnu = torch.zeros_like(nu)
-            if simplex:
-                dnu = (-r_primal - dy.sum(-1, keepdim=True)) / inv_ones.sum(-1, keepdim=True)
-                dy = dy + dnu * inv_ones
-            return dy, (rc - z * dy) / y, dnu
+    def objective(y: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:
+        del mu
+        return _matvec(q, y) + c, q
 
-        dy, dz, _ = direction(-yz)  # predictor (affine scaling)
-        step = _step_to_boundary(torch.cat([y, z], -1), torch.cat([dy, dz], -1))
-        step = step.clamp(max=1)[..., None]
-        mu_affine = ((y + step * dy) * (z + step * dz)).mean(-1, keepdim=True)
-        target = (mu * (mu_affine / mu).clamp(max=1) ** 3).clamp(min=_MU_FLOOR)
-        dy, dz, dnu = direction(target - yz - dy * dz)  # corrector
-        step = _step_to_boundary(torch.cat([y, z], -1), torch.cat([dy, dz], -1))
-        step = (_BOUNDARY * step).clamp(max=1)[..., None]
-        y, z, nu = y + step * dy, z + step * dz, nu + step * dnu
-    return y + lower
+    return _interior_point(objective, y, z, total, iterations) + lower
 
 
-def cagrad_shift(q: Tensor, radius: Tensor, *, iterations: int = QCQP_ITERATIONS) -> Tensor:
-    """CAGrad's optimal shift ``a``: ``d = g₀ + Jᵀa`` maximises ``min_i g_iᵀd`` on the ball.
+def cagrad_weights(
+    q: Tensor,
+    radius: Tensor,
+    *,
+    stages: int = CAGRAD_STAGES,
+    steps: int = CAGRAD_STEPS,
+    iterations: int = CAGRAD_ITERATIONS,
+) -> tuple[Tensor, Tensor]:
+    """``(w, ‖g_w‖)``: ``w = argmin_{w ∈ Δ} F(w) = bᵀw + r √(wᵀQw)`` with ``b = Q 1 / T``.
 
-    The primal problem, written in the span of the gradients (``e = Jᵀa``, ``b = J g₀``)::
+    CAGrad's dual problem in float64 on a normalised ``q`` (:func:`normalize`, plus
+    :func:`ridge`); ``r = radius`` is ``c ‖g₀‖`` in the same units, ``(…)``. Two phases:
 
-        max_{a, ν} ν   s.t.   b + Qa ≥ ν 1,   ½ aᵀQa ≤ ½ radius²
+    1. The norm has a kink where ``g_w = Lᵀw = 0`` (``Q = L Lᵀ``), so the path is first
+       followed on the second-order cone program ``min bᵀw + r t  s.t.  1ᵀw = 1, v = Lᵀw,
+       w ≥ 0, ‖v‖ ≤ t`` by the barrier method: for ``τ = τ₀ μᵏ`` (``stages`` values),
+       ``steps`` Newton steps on ``τ (bᵀw + r t) − Σ log wᵢ − log(t² − ‖v‖²)``. The barrier is
+       self-concordant, so Newton's method with the best of a fixed set of step sizes (the
+       damped step ``1/(1+λ)`` among them) converges from the strictly feasible start
+       ``w = 1/T``; it stops at ``τ = 1e5`` (gap ``(T + 2)/τ``), since beyond ~1e8 the terms
+       ``τ (bᵀw + r t)`` and the barrier's gradient cancel to working precision.
+    2. From that point of the central path (duals ``zᵢ = 1 / (τ wᵢ)``), the primal–dual
+       :func:`_interior_point` on ``bᵀw + r ρ`` with ``ρ = √(wᵀQw + μ)`` (``μ`` its current
+       complementarity: smooth everywhere, and ``F`` itself as ``μ → 0``; Hessian
+       ``(r/ρ)(Q − Qw wᵀQ / ρ²)``) converges to float64 round-off.
 
-    with multipliers ``w ≥ 0`` (the CAGrad weights on the simplex) and ``κ ≥ 0`` (the ball);
-    stationarity reads ``κ a = w`` and ``1ᵀw = 1``. ``q`` is normalised; ``radius`` is
-    ``(…)`` in the same units (``c ‖g₀‖``) and must be positive.
+    When ``0`` is in the convex hull of the gradients and ``r`` is large enough, the optimum has
+    ``g_w = 0`` and CAGrad's direction is not unique; the result is then finite but arbitrary.
     """
     q = ridge(q)
     n = q.shape[-1]
     batch = torch.broadcast_shapes(q.shape[:-2], radius.shape)
     q = q.expand(*batch, n, n)
-    b = q.mean(-1)  # J g₀ = G 1 / T
-    half_r2 = radius.expand(batch) ** 2 / 2
-    ones = torch.ones_like(b)
-    a = torch.zeros_like(b)
-    w = ones / n
-    kappa = torch.ones_like(half_r2)
-    nu = b.amin(-1) - 1
-    z = b - nu[..., None]
-    sigma_ball = half_r2.clamp(min=1.0)  # slack of the ball constraint
-    for _ in range(iterations):
-        qa = _matvec(q, a)
-        r1 = kappa[..., None] * a - w
-        r2 = w.sum(-1) - 1
-        r3 = z - b - qa + nu[..., None]
-        r4 = sigma_ball - half_r2 + (a * qa).sum(-1) / 2
-        mu = ((w * z).sum(-1) + kappa * sigma_ball) / (n + 1)
-        d = z / w
-        # Unknowns (Δa, Δκ, Δν) after eliminating Δw, Δz, Δσ; rows: complementarity of w∘z
-        # (divided by w), of κσ, and 1ᵀw = 1.
-        zero = torch.zeros_like(half_r2)[..., None]
-        top = torch.cat(
-            [q + torch.diag_embed(kappa[..., None] * d), (d * a)[..., None], -ones[..., None]], -1
-        )
-        ball_row = torch.cat([-kappa[..., None] * qa, sigma_ball[..., None], zero], -1)
-        sum_row = torch.cat([kappa[..., None] * ones, a.sum(-1, keepdim=True), zero], -1)
-        m = torch.cat([top, ball_row[..., None, :], sum_row[..., None, :]], -2)
-        scale = torch.diagonal(m, dim1=-2, dim2=-1).abs().clamp(min=1.0).rsqrt()
-        lu = torch.linalg.lu_factor_ex(scale[..., :, None] * m * scale[..., None, :])
+    b = q.mean(-1)  # J g₀
+    r = radius.expand(batch)[..., None]
+    lt = torch.linalg.cholesky_ex(q).L.mT  # Lᵀ with L Lᵀ = Q (+ ridge: definite)
+    w = torch.full_like(b, 1 / n)
+    v = _matvec(lt, w)
+    t = (v * v).sum(-1, keepdim=True).sqrt() + 1
+    trials = 2.0 ** -torch.arange(12, dtype=b.dtype, device=b.device)
+    tau = torch.ones_like(r)
+    for stage in range(stages):
+        tau = torch.full_like(r, CAGRAD_TAU0 * CAGRAD_GROWTH**stage)
+        for _ in range(steps):
+            w, t, v = _cagrad_newton(lt, b, r, tau, w, t, v, trials)
 
-        def direction(rc_w: Tensor, rc_k: Tensor, lu=lu, scale=scale, d=d, r1=r1, r3=r3, r4=r4):
-            rhs = torch.cat(
+    def norm(y: Tensor, smoothing: Tensor | float) -> tuple[Tensor, Tensor]:
+        qy = _matvec(q, y)
+        return qy, ((y * qy).sum(-1, keepdim=True) + smoothing).clamp(min=1e-300).sqrt()
+
+    def objective(y: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:
+        qy, rho = norm(y, mu)
+        outer = qy[..., :, None] * qy[..., None, :] / rho[..., None] ** 2
+        return b + r * qy / rho, (q - outer) * (r / rho)[..., None]
+
+    z = 1 / (tau * w)  # the barrier's estimate of the multipliers of w ≥ 0
+    nu = ((objective(w, torch.zeros_like(r))[0] - z) * w).sum(-1, keepdim=True)
+    w = _interior_point(objective, w, z, torch.ones_like(r), iterations, nu)
+    return w, norm(w, 0.0)[1][..., 0]
+
+
+def _cagrad_barrier(b, r, tau, w, t, v):
+    """``τ (bᵀw + r t) − Σ log w − log(t² − ‖v‖²)``, ``inf`` outside the domain."""
+    h = t[..., 0] ** 2 - (v * v).sum(-1)
+    inside = (w > 0).all(-1) & (t[..., 0] > 0) & (h > 0)
+    value = tau * ((b * w).sum(-1) + r[..., 0] * t[..., 0])
+    value = value - torch.where(w > 0, w, 1.0).log().sum(-1) - torch.where(h > 0, h, 1.0).log()
+    return torch.where(inside, value, torch.inf)
+
+
+def _cagrad_newton(lt, b, r, tau, w, t, v, trials):
+    """One Newton step of :func:`cagrad_weights` with the best trial step size."""
+    h = t**2 - (v * v).sum(-1, keepdim=True)
+    g_w, g_t, g_v = tau * b - 1 / w, tau * r - 2 * t / h, 2 * v / h  # gradient
+    w2 = w * w
+
+    def h_inverse(a_w, a_t, a_v):  # H⁻¹ = diag(w²) ⊕ (x xᵀ − ½ h J), x = (t, v)
+        xa = t * a_t + (v * a_v).sum(-1, keepdim=True)
+        return w2 * a_w, t * xa - h / 2 * a_t, v * xa + h / 2 * a_v
+
+    # Equality constraints A x = (1, 0): rows 1ᵀw and v − Lᵀw; residual of the current point.
+    r_eq = torch.cat([1 - w.sum(-1, keepdim=True), _matvec(lt, w) - v], -1)
+    hg_w, hg_t, hg_v = h_inverse(g_w, g_t, g_v)
+    a_hg = torch.cat([hg_w.sum(-1, keepdim=True), hg_v - _matvec(lt, hg_w)], -1)
+    lw = lt * w2[..., None, :]  # Lᵀ W²
+    corner = -lw.sum(-1, keepdim=True)
+    schur = torch.cat(
+        [
+            torch.cat([w2.sum(-1, keepdim=True)[..., None], corner.mT], -1),
+            torch.cat(
                 [
-                    (rc_w - z * r1 + w * r3) / w,
-                    (rc_k + kappa * r4)[..., None],
-                    (-r2 - r1.sum(-1))[..., None],
+                    corner,
+                    lw @ lt.mT
+                    + v[..., :, None] * v[..., None, :]
+                    + torch.diag_embed((h / 2).expand_as(v)),
                 ],
                 -1,
-            )
-            sol = scale * torch.linalg.lu_solve(lu.LU, lu.pivots, (scale * rhs)[..., None])[..., 0]
-            da, dk, dnu = sol[..., :n], sol[..., n], sol[..., n + 1]
-            dw = kappa[..., None] * da + a * dk[..., None] + r1
-            dz = _matvec(q, da) - dnu[..., None] - r3
-            ds = -(qa * da).sum(-1) - r4
-            return da, dk, dnu, dw, dz, ds
-
-        def max_step(dw, dz, dk, ds):
-            return torch.stack(
-                [
-                    _step_to_boundary(w, dw),
-                    _step_to_boundary(z, dz),
-                    _step_to_boundary(kappa[..., None], dk[..., None]),
-                    _step_to_boundary(sigma_ball[..., None], ds[..., None]),
-                ],
-                -1,
-            ).amin(-1)
-
-        _, dk, _, dw, dz, ds = direction(-w * z, -kappa * sigma_ball)
-        step = max_step(dw, dz, dk, ds).clamp(max=1)
-        t = step[..., None]
-        mu_affine = (((w + t * dw) * (z + t * dz)).sum(-1) + (kappa + step * dk) * (
-            sigma_ball + step * ds
-        )) / (n + 1)
-        centering = (mu_affine / mu).clamp(0, 1) ** 3
-        target = (centering * mu).clamp(min=_MU_FLOOR)
-        da, dk, dnu, dw2, dz2, ds2 = direction(
-            target[..., None] - w * z - dw * dz, target - kappa * sigma_ball - dk * ds
-        )
-        step = (_BOUNDARY * max_step(dw2, dz2, dk, ds2)).clamp(max=1)
-        t = step[..., None]
-        a, w, z = a + t * da, w + t * dw2, z + t * dz2
-        kappa, nu, sigma_ball = kappa + step * dk, nu + step * dnu, sigma_ball + step * ds2
-    return a
+            ),
+        ],
+        -2,
+    )
+    chol = torch.linalg.cholesky_ex(schur).L
+    lam = torch.cholesky_solve((-a_hg - r_eq)[..., None], chol)[..., 0]
+    lam0, lam_v = lam[..., :1], lam[..., 1:]
+    # Δx = −H⁻¹(g + Aᵀλ), Aᵀλ = (λ₀ 1 − L λ_v, 0, λ_v).
+    d_w, d_t, d_v = h_inverse(g_w + lam0 - _matvec(lt.mT, lam_v), g_t, g_v + lam_v)
+    d_w, d_t, d_v = -d_w, -d_t, -d_v
+    decrement = ((g_w * d_w).sum(-1) + (g_t * d_t).sum(-1) + (g_v * d_v).sum(-1)).neg()
+    damped = 1 / (1 + decrement.clamp(min=0).sqrt())
+    steps = torch.cat([trials.expand(*damped.shape, -1), damped[..., None]], -1)  # (…, K)
+    s = steps[..., :, None]
+    values = _cagrad_barrier(
+        b[..., None, :],
+        r[..., None, :],
+        tau,
+        w[..., None, :] + s * d_w[..., None, :],
+        t[..., None, :] + s * d_t[..., None, :],
+        v[..., None, :] + s * d_v[..., None, :],
+    )
+    best = torch.gather(steps, -1, values.argmin(-1, keepdim=True))
+    finite = torch.isfinite(values.amin(-1, keepdim=True)) & torch.isfinite(best)
+    best = torch.where(finite, best, 0.0)
+    return w + best * d_w.nan_to_num(), t + best * d_t.nan_to_num(), v + best * d_v.nan_to_num()
 
 
 def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
@@ -254,13 +346,14 @@ def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
 
     for _ in range(iterations):
         grad = _matvec(q, alpha) - 1 / alpha
-        hess = q + torch.diag_embed(alpha**-2)
-        delta = -torch.linalg.solve(hess, grad)
+        chol = torch.linalg.cholesky_ex(q + torch.diag_embed(alpha**-2)).L
+        delta = -torch.cholesky_solve(grad[..., None], chol)[..., 0]
         slope = (grad * delta).sum(-1)  # −λ², λ the Newton decrement
         candidates = alpha[..., None, :] + trials[:, None] * delta[..., None, :]
-        accept = objective(candidates) <= objective(alpha[..., None, :]) + 0.25 * trials * slope[
-            ..., None
-        ]
+        accept = (
+            objective(candidates)
+            <= objective(alpha[..., None, :]) + 0.25 * trials * slope[..., None]
+        )
         # The largest accepted trial; the damped step 1/(1+λ) is always safe (self-concordance).
         best = torch.where(accept, trials, torch.zeros_like(trials)).amax(-1)
         step = torch.maximum(best, 1 / (1 + (-slope).clamp(min=0).sqrt()))

@@ -64,7 +64,8 @@ def task_gradients(
         return model.encode(p, buffers, x, train=train, key=k_encode)
 
     z, encoder_vjp, new_buffers = torch.func.vjp(encode_with_buffers, shared, has_aux=True)
-    per_task: list[tuple[Tensor, Any, Params] | None] = [None] * len(tasks)
+    order: list[int] = []  # task indices in the order the groups produce them
+    group_losses, group_rows, head_grads = [], [], [None] * len(tasks)
     metrics: dict[str, Tensor] = {}
     for group in _interchangeable_groups(model, tasks):
         first = tasks[group[0]]
@@ -86,18 +87,28 @@ def task_gradients(
         scores = torch.func.vmap(
             lambda o, y, first=first: task_metrics([first], {first.name: o}, {first.name: y})
         )(out.detach(), ys)
+        order += group
+        group_losses.append(loss)
+        group_rows.append(dz)
         for position, index in enumerate(group):
             name = tasks[index].name
             prefix = model.head_prefixes[name]
-            own = {prefix + n: g[position] for n, g in dp.items()}
-            row = tree.map(lambda t, position=position: t[position], dz)
-            per_task[index] = (loss[position], row, own)
+            head_grads[index] = {prefix + n: g[position] for n, g in dp.items()}
             for metric, values in scores.items():
                 metrics[f"{name}/{metric.split('/', 1)[1]}"] = values[position]
+    if len(group_rows) == 1:  # torch.cat would copy even a single piece
+        losses, rows = group_losses[0], group_rows[0]
+    else:
+        losses, rows = torch.cat(group_losses), tree.map(lambda *r: torch.cat(r), *group_rows)
+    if order != list(range(len(tasks))):
+        # Back to task order; with one group in order (identical heads) no copy is made.
+        inverse = torch.argsort(torch.tensor(order, device=losses.device))
+        losses = losses[inverse]
+        rows = tree.map(lambda r: r.index_select(0, inverse.to(r.device)), rows)
     return TaskGradients(
-        losses=torch.stack([entry[0] for entry in per_task]),
-        representation_grads=tree.stack([entry[1] for entry in per_task]),
-        head_grads=[entry[2] for entry in per_task],
+        losses=losses,
+        representation_grads=rows,
+        head_grads=head_grads,
         metrics=metrics,
         encode=lambda p: encode_with_buffers(p)[0],
         encoder_vjp=encoder_vjp,

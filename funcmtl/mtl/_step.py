@@ -23,7 +23,7 @@ from funcmtl import aggregators as aggregators_lib
 from funcmtl import optim, random, train, tree
 from funcmtl import weightings as weightings_lib
 from funcmtl.aggregators._base import Aggregator, combine, gramian
-from funcmtl.mtl._jacobian import chunked_gramian
+from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks
 from funcmtl.mtl._pertask import shared_jacobian, task_gradients
 from funcmtl.mtl._split import SplitModel
 from funcmtl.mtl._tasks import Task, check_tasks, task_weights
@@ -93,6 +93,7 @@ def make_step(
     *,
     path: str = "exact",
     chunk_size: int | None = None,
+    gramian_chunks: int = 2,
     donate: bool = False,
 ):
     """Build the pure multi-task step for ``model`` (see :func:`funcmtl.mtl.split_module`).
@@ -107,6 +108,9 @@ def make_step(
             chunked; needs an aggregator with ``weights``) or "representation" (gradients
             wrt the shared representation).
         chunk_size: tasks per vmap chunk when building ``J``.
+        gramian_chunks: parameter chunks of the Gramian path; peak memory is the largest
+            chunk of ``J`` (about ``1/gramian_chunks`` of it), the extra cost one encoder
+            forward per chunk and the input gradients after each chunk but the last.
         donate: reuse the input state's buffers for the optimizer step (see
             :func:`funcmtl.optim.update_params`).
 
@@ -146,7 +150,13 @@ def make_step(
         else:
             rows = z_rows  # the representation path aggregates ∂Lₜ/∂z directly
         if path == "gramian":
-            raw_gram = chunked_gramian(grads_t.encode, shared, z_rows, chunk_size=chunk_size)
+            raw_gram = chunked_gramian(
+                grads_t.encode,
+                shared,
+                z_rows,
+                chunks=parameter_chunks(shared, gramian_chunks),
+                chunk_size=chunk_size,
+            )
         else:
             raw_gram = gramian(rows)
         grad_norms = raw_gram.diagonal().clamp_min(0).sqrt()

@@ -20,7 +20,7 @@ from funcmtl.weightings._famo import FamoState, famo
 from funcmtl.weightings._geometric_mean import geometric_mean
 from funcmtl.weightings._gradnorm import GradNormState, gradnorm
 from funcmtl.weightings._imtl_l import ImtlLState, imtl_l
-from funcmtl.weightings._registry import MethodInfo, describe, get, info, names, options
+from funcmtl.weightings._registry import Method, describe, get, method, names, options
 from funcmtl.weightings._rlw import rlw
 from funcmtl.weightings._uncertainty import UncertaintyState, uncertainty
 
@@ -30,7 +30,7 @@ __all__ = [
     "FamoState",
     "GradNormState",
     "ImtlLState",
-    "MethodInfo",
+    "Method",
     "UncertaintyState",
     "Weighting",
     "describe",
@@ -41,7 +41,7 @@ __all__ = [
     "get",
     "gradnorm",
     "imtl_l",
-    "info",
+    "method",
     "names",
     "options",
     "rlw",

@@ -1,0 +1,444 @@
+"""The QP-based aggregators (MGDA, UPGrad, DualProj, CAGrad, Nash-MTL) against exact references.
+
+The references are float64 NumPy, written here and independent of ``_solvers.py``: QPs by
+enumerating every active set (``T ≤ 6``), CAGrad by bisection on the level ``ν`` of its primal
+problem with exact polyhedral projections, Nash-MTL by Newton's method on ``α ∘ Gα = 1``.
+Directions are compared in units of the largest gradient norm; where the weights are not
+unique (dependent gradients) only the direction is.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from torch.func import vmap
+
+from funcmtl.aggregators._base import Aggregator
+from funcmtl.aggregators._cagrad import cagrad
+from funcmtl.aggregators._dualproj import dualproj
+from funcmtl.aggregators._mgda import mgda
+from funcmtl.aggregators._nash_mtl import nash_mtl
+from funcmtl.aggregators._upgrad import upgrad
+
+RTOL64, RTOL32 = 1e-6, 1e-4  # direction error / max ‖g_i‖, float64 and float32 inputs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """The solvers make many tiny LAPACK calls, which a thread team only slows down."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------------------
+# Jacobians
+# ----------------------------------------------------------------------------------------
+
+
+def _jacobians() -> dict[str, np.ndarray]:
+    """Small Jacobians (T ≤ 6) covering the cases the solvers must get exactly right."""
+    rng = np.random.default_rng(0)
+    cases = {
+        f"random_{t}x{p}_{i}": rng.standard_normal((t, p))
+        for i, (t, p) in enumerate([(2, 5), (3, 7), (4, 6), (5, 9), (6, 8), (6, 20)])
+    }
+    cases["scales_1e3"] = rng.standard_normal((4, 6)) * np.array([[1e-3], [1.0], [30.0], [1e1]])
+    cases["rank_deficient_T>P"] = rng.standard_normal((5, 3))
+    cases["rank_2_of_5"] = rng.standard_normal((5, 2)) @ rng.standard_normal((2, 7))
+    base = rng.standard_normal((3, 6))
+    cases["duplicates"] = np.stack([base[0], base[1], base[0], base[2], base[1]])
+    cases["zero_gradient"] = np.stack([base[0], np.zeros(6), base[1], base[2]])
+    cases["conflicting_pair"] = np.array([[1.0, 0.2, 0.0], [-1.0, 0.1, 0.3], [0.2, 1.0, -0.1]])
+    cases["opposite_pair"] = np.stack([base[0], -base[0], base[1]])
+    cases["all_aligned"] = np.outer([0.5, 2.0, 1.0, 3.0], rng.standard_normal(5))
+    cases["near_parallel"] = rng.standard_normal(8) + 1e-3 * rng.standard_normal((4, 8))
+    return cases
+
+
+JACOBIANS = _jacobians()
+# Gradients in an open half-space (first coordinate > 0): 0 is not in their hull, so CAGrad's
+# direction is unique even with T > P or repeated rows.
+HALF_SPACE = {
+    "random_2x5": np.abs(JACOBIANS["random_2x5_0"]) * [[1, -1, 1, 1, -1]],
+    "random_4x6": JACOBIANS["random_4x6_2"] + [[3.0, 0, 0, 0, 0, 0]],
+    "T>P": np.array([[1.0, 0.5], [1.0, -0.7], [0.5, 2.0], [2.0, 0.1]]),
+    "duplicates": np.array([[1.0, 0.5, 0.0], [1.0, 0.5, 0.0], [0.3, -1.0, 0.4], [1.0, 1.0, 1.0]]),
+    "all_aligned": np.outer([0.5, 2.0, 1.0], [1.0, -2.0, 0.5]),
+    "scales": np.array([[1e-2, 1e-2, 0.0], [1.0, -2.0, 1.0], [40.0, 30.0, -10.0]]),
+}
+
+
+def _direction(aggregator: Aggregator, jac: np.ndarray, dtype=torch.float64) -> np.ndarray:
+    grads = torch.tensor(jac, dtype=dtype)
+    direction, _ = aggregator.update(grads, aggregator.init(len(jac)))
+    assert direction.dtype == dtype
+    return direction.double().numpy()
+
+
+def _weights(aggregator: Aggregator, jac: np.ndarray) -> np.ndarray:
+    gram = torch.tensor(jac @ jac.T)
+    return aggregator.weights(gram, aggregator.init(len(jac)))[0].numpy()
+
+
+def _error(direction: np.ndarray, expected: np.ndarray, jac: np.ndarray) -> float:
+    return np.linalg.norm(direction - expected) / np.linalg.norm(jac, axis=1).max()
+
+
+# ----------------------------------------------------------------------------------------
+# References
+# ----------------------------------------------------------------------------------------
+
+
+def ref_qp(gram: np.ndarray, lower: np.ndarray, simplex: bool) -> np.ndarray:
+    """argmin ½ xᵀGx s.t. x ≥ lower [, 1ᵀx = 1]: every free set F, its equality-constrained
+    KKT system by least squares, kept if primal and dual feasible; the least objective wins."""
+    n, scale = len(lower), max(np.abs(gram).max(), 1e-300)
+    best = None
+    for size in range(1 if simplex else 0, n + 1):
+        for free in map(list, itertools.combinations(range(n), size)):
+            fixed = [i for i in range(n) if i not in free]
+            rhs = -gram[np.ix_(free, fixed)] @ lower[fixed]
+            matrix = gram[np.ix_(free, free)]
+            if simplex:  # [G_FF −1; 1ᵀ 0] (x_F, ν) = (−G_FA l_A, 1 − 1ᵀl_A)
+                matrix = np.block([[matrix, -np.ones((size, 1))], [np.ones((1, size)), 0.0]])
+                rhs = np.r_[rhs, 1 - lower[fixed].sum()]
+            solution = np.linalg.lstsq(matrix, rhs, rcond=None)[0]
+            if np.abs(matrix @ solution - rhs).max(initial=0) > 1e-10 * max(scale, 1):
+                continue
+            x = lower.astype(float).copy()
+            x[free] = solution[:size]
+            multipliers = gram @ x - (solution[size] if simplex else 0.0)
+            if (x - lower).min() < -1e-12 or multipliers[fixed].min(initial=0) < -1e-10 * scale:
+                continue
+            value = x @ gram @ x / 2
+            if best is None or value < best[0] - 1e-13 * scale:
+                best = (value, x)
+    return best[1]
+
+
+def ref_mgda(jac: np.ndarray) -> np.ndarray:
+    return ref_qp(jac @ jac.T, np.zeros(len(jac)), simplex=True) @ jac
+
+
+def ref_upgrad(jac: np.ndarray) -> np.ndarray:
+    gram, t = jac @ jac.T, len(jac)
+    return sum(ref_qp(gram, np.eye(t)[i] / t, simplex=False) for i in range(t)) @ jac
+
+
+def ref_dualproj(jac: np.ndarray) -> np.ndarray:
+    return ref_qp(jac @ jac.T, np.full(len(jac), 1 / len(jac)), simplex=False) @ jac
+
+
+def ref_project(jac: np.ndarray, point: np.ndarray, level: float) -> np.ndarray | None:
+    """The projection of ``point`` onto {d : J d ≥ level}, or None if that set is empty."""
+    best = None
+    for size in range(len(jac) + 1):
+        for active in map(list, itertools.combinations(range(len(jac)), size)):
+            rows = jac[active]
+            lam = np.linalg.lstsq(rows @ rows.T, level - rows @ point, rcond=None)[0]
+            d = point + lam @ rows
+            tol = 1e-10 * (1 + abs(level))
+            if size and np.abs(rows @ d - level).max() > tol:
+                continue
+            if (lam < -1e-12).any() or (jac @ d < level - tol).any():
+                continue
+            if best is None or np.linalg.norm(d - point) < np.linalg.norm(best - point):
+                best = d
+    return best
+
+
+def ref_cagrad(jac: np.ndarray, c: float) -> np.ndarray:
+    """max_d min_i g_iᵀd s.t. ‖d − g₀‖ ≤ c‖g₀‖: the largest level ν whose polyhedron
+    {J d ≥ ν} comes within the radius of g₀ (bisection), then the projection onto it."""
+    g0 = jac.mean(0)
+    radius = c * np.linalg.norm(g0)
+    low = (jac @ g0).min()  # g₀ itself reaches this level
+    high = (jac @ g0 + radius * np.linalg.norm(jac, axis=1)).min()  # no d in the ball beats it
+    for _ in range(80):
+        middle = (low + high) / 2
+        d = ref_project(jac, g0, middle)
+        if d is not None and np.linalg.norm(d - g0) <= radius:
+            low = middle
+        else:
+            high = middle
+    return ref_project(jac, g0, low)
+
+
+def ref_nash_alpha(gram: np.ndarray) -> np.ndarray:
+    """α > 0 with α ∘ Gα = 1, by Newton's method on that system with step halving."""
+    alpha = 1 / np.sqrt(np.diag(gram))
+
+    def residual(a):
+        return a * (gram @ a) - 1
+
+    for _ in range(200):
+        jacobian = np.diag(gram @ alpha) + alpha[:, None] * gram
+        step = np.linalg.solve(jacobian, -residual(alpha))
+        t = 1.0
+        while (alpha + t * step <= 0).any() or (
+            np.abs(residual(alpha + t * step)).max() > np.abs(residual(alpha)).max() and t > 1e-8
+        ):
+            t /= 2
+        alpha = alpha + t * step
+    assert np.abs(residual(alpha)).max() < 1e-12
+    return alpha
+
+
+# ----------------------------------------------------------------------------------------
+# Against the references
+# ----------------------------------------------------------------------------------------
+
+REFERENCES = {
+    "mgda": (mgda, ref_mgda),
+    "upgrad": (upgrad, ref_upgrad),
+    "dualproj": (dualproj, ref_dualproj),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_qp_methods_equal_the_active_set_reference(name: str) -> None:
+    factory, reference = REFERENCES[name]
+    for case, jac in JACOBIANS.items():
+        expected = reference(jac)
+        error = _error(_direction(factory(), jac), expected, jac)
+        assert error < RTOL64, f"{name} on {case}: {error:.2e}"
+        if case.startswith("random"):  # well conditioned: float32 in, float32 out
+            error32 = _error(
+                _direction(factory(), jac.astype(np.float32), torch.float32), expected, jac
+            )
+            assert error32 < RTOL32, f"{name} float32 on {case}: {error32:.2e}"
+
+
+def test_full_rank_weights_equal_the_reference() -> None:
+    """With linearly independent gradients the weights themselves are unique."""
+    for case in ["random_3x7_1", "random_5x9_3", "scales_1e3", "conflicting_pair"]:
+        jac = JACOBIANS[case]
+        gram, t = jac @ jac.T, len(jac)
+        expected = {
+            "mgda": ref_qp(gram, np.zeros(t), True),
+            "dualproj": ref_qp(gram, np.full(t, 1 / t), False),
+            "upgrad": sum(ref_qp(gram, np.eye(t)[i] / t, False) for i in range(t)),
+        }
+        for name, w in expected.items():
+            got = _weights(REFERENCES[name][0](), jac)
+            np.testing.assert_allclose(got, w, rtol=1e-7, atol=1e-9 * np.abs(w).max())
+
+
+def test_options_equal_the_reference() -> None:
+    """MGDA on unit gradients; a preference vector; torchjd's reg_eps on G / tr(G)."""
+    jac = JACOBIANS["scales_1e3"]
+    norms = np.linalg.norm(jac, axis=1)
+    expected = ref_mgda(jac / norms[:, None])
+    assert _error(_direction(mgda(normalization="l2"), jac), expected, jac / norms.min()) < 1e-9
+    pref = np.array([0.1, 0.4, 0.2, 0.3])
+    gram = jac @ jac.T
+    expected = ref_qp(gram, pref, simplex=False) @ jac
+    got = _direction(dualproj(pref_vector=torch.tensor(pref)), jac)
+    assert _error(got, expected, jac) < RTOL64
+    regularised = gram / np.trace(gram) + 1e-4 * np.eye(4)
+    expected = sum(ref_qp(regularised, np.eye(4)[i] / 4, False) for i in range(4)) @ jac
+    assert _error(_direction(upgrad(reg_eps=1e-4), jac), expected, jac) < RTOL64
+
+
+@pytest.mark.parametrize("c", [0.2, 0.5, 0.8])
+def test_cagrad_equals_the_bisection_reference(c: float) -> None:
+    for case, jac in HALF_SPACE.items():
+        expected = ref_cagrad(jac, c)
+        for rescale, divisor in [(0, 1.0), (1, 1 + c**2)]:
+            got = _direction(cagrad(c=c, rescale=rescale), jac)
+            error = _error(got * divisor, expected, jac)
+            assert error < RTOL64, f"cagrad c={c} on {case}: {error:.2e}"
+        got32 = _direction(cagrad(c=c, rescale=0), jac.astype(np.float32), torch.float32)
+        assert _error(got32, expected, jac) < RTOL32
+
+
+def test_cagrad_solves_its_dual_for_many_tasks() -> None:
+    """T = 40: the weights satisfy the dual's optimality conditions on the simplex."""
+    rng = np.random.default_rng(3)
+    correlated = rng.standard_normal(60) + 0.3 * rng.standard_normal((40, 60))
+    for jac in [rng.standard_normal((40, 100)), correlated]:
+        c = 0.5
+        t = len(jac)
+        gram = jac @ jac.T
+        a = _weights(cagrad(c=c, rescale=0), jac) - 1 / t  # = r w / ‖g_w‖
+        radius = c * np.linalg.norm(jac.mean(0))
+        np.testing.assert_allclose(np.linalg.norm(a @ jac), radius, rtol=1e-9)
+        w = a / a.sum()  # the dual's weights, on the simplex
+        assert w.min() >= -1e-12
+        gradient = gram.mean(1) + radius * gram @ w / np.sqrt(w @ gram @ w)
+        gap = w @ gradient - gradient.min()  # Frank–Wolfe gap: 0 exactly at the optimum
+        assert gap < 1e-9 * np.abs(gradient).max()
+
+
+def test_nash_mtl_solves_g_alpha_equals_one_over_alpha() -> None:
+    for case in [
+        "random_2x5_0",
+        "random_4x6_2",
+        "random_6x20_5",
+        "scales_1e3",
+        "conflicting_pair",
+        "near_parallel",
+    ]:
+        jac = JACOBIANS[case]
+        gram = jac @ jac.T
+        alpha = _weights(nash_mtl(max_norm=0), jac)
+        assert (alpha > 0).all()
+        np.testing.assert_allclose(alpha * (gram @ alpha), 1.0, rtol=1e-7)
+        np.testing.assert_allclose(alpha, ref_nash_alpha(gram), rtol=1e-7)
+        # Claim 3.1: g_iᵀd = 1/α_i for d = Jᵀα.
+        d = _direction(nash_mtl(max_norm=0), jac)
+        np.testing.assert_allclose(jac @ d, 1 / alpha, rtol=1e-7)
+        jac32 = jac.astype(np.float32)
+        alpha32 = _weights(nash_mtl(max_norm=0), jac32.astype(np.float64))
+        d32 = _direction(nash_mtl(max_norm=0), jac32, torch.float32)
+        assert _error(d32, alpha32 @ jac32, jac) < RTOL32
+
+
+def test_nash_mtl_is_invariant_to_each_tasks_scale_and_clips_to_max_norm() -> None:
+    jac = JACOBIANS["random_5x9_3"]
+    scales = np.array([1e-3, 0.5, 1.0, 7.0, 1e3])
+    d = _direction(nash_mtl(max_norm=0), jac)
+    alpha = _weights(nash_mtl(max_norm=0), jac)
+    np.testing.assert_allclose(
+        _direction(nash_mtl(max_norm=0), scales[:, None] * jac),
+        d,
+        rtol=1e-8,
+        atol=1e-10 * np.abs(d).max(),
+    )
+    np.testing.assert_allclose(
+        _weights(nash_mtl(max_norm=0), scales[:, None] * jac), alpha / scales, rtol=1e-8
+    )
+    for max_norm in [0.1, 1e9]:
+        clipped = _direction(nash_mtl(max_norm=max_norm), jac)
+        np.testing.assert_allclose(clipped, d * min(1.0, max_norm / np.linalg.norm(d)), rtol=1e-9)
+
+
+def test_nash_mtl_stays_finite_when_gradients_are_dependent() -> None:
+    for case in ["rank_deficient_T>P", "duplicates", "zero_gradient", "opposite_pair"]:
+        jac = JACOBIANS[case]
+        alpha = _weights(nash_mtl(max_norm=0), jac)
+        assert np.isfinite(alpha).all() and (alpha > 0).all()
+        # ‖d‖² = αᵀGα ≤ αᵀ(G + ridge)α = Σ α_i (1/α_i) = T.
+        assert np.linalg.norm(alpha @ jac) <= np.sqrt(len(jac)) * (1 + 1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# The papers' promises
+# ----------------------------------------------------------------------------------------
+
+
+def test_mgda_kkt_and_min_norm_of_the_hull() -> None:
+    rng = np.random.default_rng(5)
+    for case, jac in JACOBIANS.items():
+        gram = jac @ jac.T
+        w = _weights(mgda(), jac)
+        value = w @ gram @ w
+        scale = np.diag(gram).max()
+        assert w.min() >= -1e-12 and abs(w.sum() - 1) < 1e-12, case
+        # (Gw)_i ≥ wᵀGw for all i, with equality where w_i > 0.
+        assert (gram @ w >= value - 1e-10 * scale).all(), case
+        support = w > 1e-6
+        np.testing.assert_allclose((gram @ w)[support], value, atol=1e-9 * scale, err_msg=case)
+        # No point of the hull is shorter.
+        samples = rng.dirichlet(np.full(len(jac), 0.5), 2000) @ jac
+        assert (np.linalg.norm(samples, axis=1) ** 2 >= value - 1e-10 * scale).all(), case
+
+
+@pytest.mark.parametrize("factory", [upgrad, dualproj])
+def test_non_conflicting_and_unchanged_without_conflict(factory) -> None:
+    for case, jac in JACOBIANS.items():
+        d = _direction(factory(), jac)
+        scale = np.linalg.norm(jac, axis=1).max() ** 2
+        assert (jac @ d >= -1e-9 * scale).all(), case
+    # No pair conflicts: every gradient already lies in the dual cone, so both give the mean.
+    rng = np.random.default_rng(6)
+    for jac in [np.abs(rng.standard_normal((5, 8))), JACOBIANS["all_aligned"]]:
+        np.testing.assert_allclose(_direction(factory(), jac), jac.mean(0), rtol=1e-9)
+
+
+def test_dualproj_keeps_a_mean_that_is_already_in_the_dual_cone() -> None:
+    jac = np.array([[1.0, 0.0], [-0.3, 1.0], [0.4, 0.4]])  # tasks 1 and 2 conflict
+    assert (jac @ jac.mean(0) > 0).all()
+    np.testing.assert_allclose(_direction(dualproj(), jac), jac.mean(0), rtol=1e-10)
+    assert not np.allclose(_direction(upgrad(), jac), jac.mean(0))  # UPGrad projects each row
+
+
+@pytest.mark.parametrize("rescale", [0, 1, 2])
+def test_cagrad_with_c_zero_is_the_mean(rescale: int) -> None:
+    jac = JACOBIANS["conflicting_pair"]
+    np.testing.assert_allclose(_direction(cagrad(c=0, rescale=rescale), jac), jac.mean(0))
+
+
+def test_cagrad_stays_finite_when_zero_is_in_the_hull() -> None:
+    """Then CAGrad's direction is not unique (any d of the ball with min_i g_iᵀd = 0)."""
+    for case in ["opposite_pair", "rank_deficient_T>P", "zero_gradient"]:
+        jac = JACOBIANS[case]
+        d = _direction(cagrad(c=0.5, rescale=0), jac)
+        g0 = jac.mean(0)
+        assert np.isfinite(d).all()
+        assert np.linalg.norm(d - g0) <= 0.5 * np.linalg.norm(g0) * (1 + 1e-6)
+
+
+# ----------------------------------------------------------------------------------------
+# vmap and pytrees
+# ----------------------------------------------------------------------------------------
+
+FACTORIES = {
+    "mgda": mgda,
+    "upgrad": upgrad,
+    "dualproj": dualproj,
+    "cagrad": cagrad,
+    "nash_mtl": nash_mtl,
+}
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_vmap_over_five_jacobians_equals_one_by_one(name: str) -> None:
+    aggregator = FACTORIES[name]()
+    rng = np.random.default_rng(7)
+    batch = rng.standard_normal((5, 4, 6))
+    batch[1, 3] = batch[1, 0]  # a duplicate
+    batch[2, 1] = -batch[2, 0]  # an opposite pair
+    batch[3] = np.abs(batch[3])  # no conflict
+    grads = torch.tensor(batch)
+    state = aggregator.init(4)
+    batched, _ = vmap(lambda g: aggregator.update(g, state), in_dims=0)(grads)
+    for i in range(5):
+        single, _ = aggregator.update(grads[i], state)
+        # Batched and single LAPACK calls round differently; Nash-MTL's weights for dependent
+        # gradients (item 2) are ~1e6 and amplify that to ~1e-10.
+        torch.testing.assert_close(batched[i], single, rtol=1e-8, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_pytree_task_grads_equal_the_flattened_matrix(name: str) -> None:
+    aggregator = FACTORIES[name]()
+    rng = np.random.default_rng(8)
+    tree = {
+        "w": torch.tensor(rng.standard_normal((3, 3, 4))),
+        "b": torch.tensor(rng.standard_normal((3, 5))),
+    }
+    flat = torch.cat([tree["w"].reshape(3, -1), tree["b"]], 1)
+    direction, _ = aggregator.update(tree, aggregator.init(3))
+    expected, _ = aggregator.update(flat, aggregator.init(3))
+    assert direction["w"].shape == (3, 4) and direction["b"].shape == (5,)
+    got = torch.cat([direction["w"].reshape(-1), direction["b"]])
+    torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_option_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match="normalization"):
+        mgda(normalization="loss")
+    with pytest.raises(ValueError, match="pref_vector"):
+        upgrad(pref_vector=torch.ones(2, 2))
+    with pytest.raises(ValueError, match="pref_vector"):
+        dualproj(pref_vector=torch.ones(3)).weights(torch.eye(4), None)
+    with pytest.raises(ValueError, match="rescale"):
+        cagrad(rescale=3)
+    with pytest.raises(ValueError, match="max_norm"):
+        nash_mtl(max_norm=-1.0)
