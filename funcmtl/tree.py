@@ -83,6 +83,8 @@ def check_same_structure(trees: Sequence[PyTree], what: str = "trees") -> None:
                 detail.append(f"missing leaves {missing[:5]}")
             if extra:
                 detail.append(f"unexpected leaves {extra[:5]}")
+            if not detail and sorted(expected) == sorted(found):
+                detail.append("the same leaves in a different order (dict key order matters)")
             if not detail:
                 detail.append(f"containers differ: expected {reference}, found {structure(tree)}")
             raise ValueError(

@@ -203,5 +203,71 @@ def test_bad_mtl_configuration_is_rejected_clearly():
         fm.mtl.make_step(split, TASKS, opt, "graddrop", path="gramian")
     with pytest.raises(ValueError, match=r"no head for \['other'\]"):
         fm.mtl.make_step(split, [*TASKS, fm.mtl.Task("other", "binary", 1)], opt)
-    with pytest.raises(ValueError, match="`shared` submodule"):
+    with pytest.raises(ValueError, match="needs the task names"):
         fm.mtl.split_module(nn.Linear(2, 2))
+
+
+def _whole_model_reference(module, params, batch, shared_names):
+    """Expected mean-aggregator gradients: mean of task grads on shared, own task's elsewhere."""
+    losses, rows = autograd_rows_for(module, params, batch)
+    expected = {}
+    for name in params:
+        total = sum(rows[t][name] for t in range(len(rows)))
+        expected[name] = total / len(rows) if name in shared_names else total
+    return expected
+
+
+def autograd_rows_for(module, params, batch):
+    reference = fm.load_into(module, params)
+    losses = fm.mtl.task_losses(TASKS, reference(batch[0]), batch[1])
+    names = [n for n, _ in reference.named_parameters()]
+    rows = []
+    for t in range(len(TASKS)):
+        grads = torch.autograd.grad(
+            losses[t], list(reference.parameters()), retain_graph=True, allow_unused=True
+        )
+        rows.append({n: torch.zeros_like(p) if g is None else g
+                     for n, p, g in zip(names, reference.parameters(), grads, strict=True)})
+    return losses, rows
+
+
+@pytest.mark.parametrize("architecture", ["cross_stitch", "soft_sharing", "ple"])
+def test_any_module_returning_a_task_dict_trains_through_a_whole_model_split(architecture):
+    build = {
+        "cross_stitch": lambda: fm.mtl.cross_stitch_mlp(6, (12, 8), TASKS),
+        "soft_sharing": lambda: fm.mtl.soft_sharing_mlp(6, (12, 8), TASKS),
+        "ple": lambda: fm.mtl.PLE(6, 2, 1, (8,), TASKS, num_levels=2),
+    }[architecture]
+    module = build()
+    params, buffers = fm.init(module, fm.random.key(1))
+    _, _, _, batch = setup(seed=8)
+    split = fm.mtl.split_module(module)
+    shared_names = set(module.shared_parameter_names())
+    assert set(split.encoder_task_names) == set(params) - shared_names
+    opt = fm.optim.sgd(0.1)
+    state = fm.mtl.init_state(params, buffers, TASKS, opt, "mean")
+    new, metrics = fm.mtl.make_step(split, TASKS, opt, "mean")(state, batch, fm.random.key(0))
+    expected = _whole_model_reference(module, params, batch, shared_names)
+    for name, value in params.items():
+        assert close(new.params[name], value - 0.1 * expected[name]), name
+    assert torch.isfinite(metrics["cosine"]).all()
+    with pytest.raises(ValueError, match="supports path='exact' only"):
+        fm.mtl.make_step(split, TASKS, opt, "mean", path="representation")
+
+
+def test_regularizer_gradient_is_added_outside_the_aggregation():
+    module = fm.mtl.soft_sharing_mlp(6, (12, 8), TASKS)
+    params, buffers = fm.init(module, fm.random.key(2))
+    _, _, _, batch = setup(seed=9)
+    split = fm.mtl.split_module(module)
+    opt = fm.optim.sgd(0.1)
+    state = fm.mtl.init_state(params, buffers, TASKS, opt, "pcgrad")
+    plain = fm.mtl.make_step(split, TASKS, opt, "pcgrad")(state, batch, fm.random.key(0))[0]
+    penalty = lambda p: 0.5 * module.coupling_penalty(p)  # noqa: E731
+    coupled = fm.mtl.make_step(split, TASKS, opt, "pcgrad", regularizer=penalty)(
+        state, batch, fm.random.key(0)
+    )[0]
+    penalty_grads = torch.func.grad(penalty)(params)
+    for name in params:
+        assert close(coupled.params[name], plain.params[name] - 0.1 * penalty_grads[name])
+    assert any(penalty_grads[n].abs().sum() > 0 for n in params)

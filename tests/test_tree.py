@@ -89,3 +89,9 @@ def test_unstack_and_unravel_reject_bad_shapes():
     _, unravel = fm.tree.ravel({"a": torch.zeros(3)})
     with pytest.raises(ValueError, match=r"shape \(3,\); got shape \(4,\)"):
         unravel(torch.zeros(4))
+
+
+def test_dicts_with_the_same_keys_in_another_order_are_named_as_such():
+    a = {"w": torch.zeros(2), "b": torch.zeros(1)}
+    with pytest.raises(ValueError, match="different order"):
+        fm.tree.map(torch.add, a, {"b": torch.zeros(1), "w": torch.zeros(2)})

@@ -46,6 +46,9 @@ class SplitModel(NamedTuple):
     task_names: dict[str, tuple[str, ...]]
     head_prefixes: dict[str, str]
     head_signatures: dict[str, str]
+    # Encoder parameters that belong to one task each (only in a whole-model split): they get
+    # the loss-weighted sum of their per-task gradients instead of the aggregate.
+    encoder_task_names: tuple[str, ...] = ()
 
 
 def _strip(prefix: str, params: Params) -> Params:
@@ -55,17 +58,20 @@ def _strip(prefix: str, params: Params) -> Params:
 def split_module(module: nn.Module) -> SplitModel:
     """The :class:`SplitModel` of a module laid out as ``shared`` + ``tasks.heads[name]``.
 
+    Any other module whose ``forward(x)`` returns ``{task: output}`` (cross-stitch, soft
+    sharing, PLE, your own) gets a *whole-model* split: the "representation" is the output
+    dict itself, so per-task gradients come from one backward of the whole model vmapped over
+    the T tasks (only the exact path applies). Parameters named by the module's
+    ``shared_parameter_names()`` (all of them if it has none) are aggregated; the others
+    belong to single tasks and get their own task's gradient.
+
     Raises:
-        ValueError: if the module lacks that layout, or has task parameters outside the heads
-            (then use :func:`funcmtl.mtl.task_jacobian` on the whole model).
+        ValueError: if heads hold buffers, or parameters sit outside ``shared`` and the heads.
     """
     shared = getattr(module, "shared", None)
     heads = getattr(getattr(module, "tasks", None), "heads", None)
     if not isinstance(shared, nn.Module) or not isinstance(heads, nn.ModuleDict):
-        raise ValueError(
-            "split_module needs a module with a `shared` submodule (x -> z) and "
-            f"`tasks.heads`, a ModuleDict of per-task heads; got {type(module).__name__}."
-        )
+        return whole_model_split(module)
     names = [name for name, _ in module.named_parameters()]
     shared_names = tuple(n for n in names if n.startswith("shared."))
     task_names = {
@@ -113,3 +119,50 @@ def _signature(head: nn.Module) -> str:
     shapes = [(n, tuple(p.shape), p.dtype) for n, p in head.named_parameters()]
     return f"{head!r}|{shapes}"
 
+
+
+def whole_model_split(module: nn.Module) -> SplitModel:
+    """A :class:`SplitModel` whose encoder is the whole module (see :func:`split_module`)."""
+    if not isinstance(module, nn.Module):
+        raise ValueError(f"`module` must be a torch.nn.Module; got {type(module).__name__}.")
+    apply = Apply(module)
+    names = apply.param_names
+    chooser = getattr(module, "shared_parameter_names", None)
+    shared = set(chooser()) if callable(chooser) else set(names)
+
+    def encode(params: Params, buffers: Params, x: Any, *, train: bool, key=None):
+        outputs, new_buffers = apply(params, buffers, x, train=train, key=key)
+        if not isinstance(outputs, dict):
+            raise ValueError(
+                "a whole-model split needs forward(x) to return {task: output}; got "
+                f"{type(outputs).__name__}."
+            )
+        return outputs, new_buffers
+
+    def select(task: str) -> Head:
+        def head(head_params: Params, z: Any, x: Any, *, train: bool, key=None):
+            del head_params, x, train, key
+            return z[task]
+
+        return head
+
+    tasks = _output_names(module)
+    return SplitModel(
+        encode=encode,
+        heads={t: select(t) for t in tasks},
+        shared_names=tuple(names),
+        task_names={t: () for t in tasks},
+        head_prefixes={t: "" for t in tasks},
+        head_signatures={t: f"select:{t}" for t in tasks},  # never grouped: each picks its own
+        encoder_task_names=tuple(n for n in names if n not in shared),
+    )
+
+
+def _output_names(module: nn.Module) -> tuple[str, ...]:
+    names = getattr(module, "task_names", None)
+    if names is None:
+        raise ValueError(
+            "a whole-model split needs the task names: give the module a `task_names` "
+            f"attribute (funcmtl's architectures have one); {type(module).__name__} has none."
+        )
+    return tuple(names)

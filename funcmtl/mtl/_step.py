@@ -13,7 +13,7 @@ detached losses, and the gradient norms for GradNorm), scales task t's gradients
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -94,6 +94,7 @@ def make_step(
     path: str = "exact",
     chunk_size: int | None = None,
     gramian_chunks: int = 2,
+    regularizer: Callable[[Params], Tensor] | None = None,
     donate: bool = False,
 ):
     """Build the pure multi-task step for ``model`` (see :func:`funcmtl.mtl.split_module`).
@@ -111,6 +112,8 @@ def make_step(
         gramian_chunks: parameter chunks of the Gramian path; peak memory is the largest
             chunk of ``J`` (about ``1/gramian_chunks`` of it), the extra cost one encoder
             forward per chunk and the input gradients after each chunk but the last.
+        regularizer: ``params -> 0-dim`` penalty added outside the aggregation (its
+            gradient is added as is), e.g. ``SoftSharing.coupling_penalty`` times a strength.
         donate: reuse the input state's buffers for the optimizer step (see
             :func:`funcmtl.optim.update_params`).
 
@@ -125,6 +128,11 @@ def make_step(
         raise ValueError(f"`path` must be one of {PATHS}; got {path!r}.")
     aggregate = _aggregator(aggregator)
     weigh = _weighting(weighting)
+    if model.encoder_task_names and path != "exact":
+        raise ValueError(
+            f"path={path!r} needs a model cut at a shared representation (`shared` + "
+            "`tasks.heads`); this whole-model split supports path='exact' only."
+        )
     if path == "gramian" and aggregate.weights is None:
         raise ValueError(
             "path='gramian' needs an aggregator that is a weighting of the Gramian "
@@ -144,9 +152,13 @@ def make_step(
             model, tasks, state.params, state.buffers, batch, key=k_forward
         )
         losses, z_rows = grads_t.losses, grads_t.representation_grads
-        shared = {n: state.params[n] for n in model.shared_names}
+        shared = {
+            n: state.params[n] for n in model.shared_names if n not in model.encoder_task_names
+        }
+        own_rows = {}
         if path == "exact":
             rows = shared_jacobian(grads_t, chunk_size=chunk_size)
+            own_rows = {n: rows.pop(n) for n in model.encoder_task_names}
         else:
             rows = z_rows  # the representation path aggregates ∂Lₜ/∂z directly
         if path == "gramian":
@@ -158,14 +170,17 @@ def make_step(
                 chunk_size=chunk_size,
             )
         else:
-            raw_gram = gramian(rows)
+            # Without shared parameters (soft sharing), the diagnostics use the tasks' own.
+            raw_gram = gramian(rows if tree.leaves(rows) else own_rows)
         grad_norms = raw_gram.diagonal().clamp_min(0).sqrt()
         loss_weights, weighting_state = weigh.weights(
             losses.detach(), state.weighting_state, key=k_weigh, grad_norms=grad_norms
         )
         loss_weights = loss_weights * static_weights.to(loss_weights)
 
-        if aggregate.weights is not None:
+        if not tree.leaves(rows):
+            direction, aggregator_state = {}, state.aggregator_state
+        elif aggregate.weights is not None:
             # A Gramian weighting sees the Gramian of the loss-weighted gradients,
             # W G W, and its weights combine the raw rows scaled by W.
             scaled_gram = raw_gram * loss_weights[:, None] * loss_weights[None, :]
@@ -186,8 +201,14 @@ def make_step(
                 (direction,) = grads_t.encoder_vjp(direction)
 
         grads = dict(direction)
+        # Whole-model splits: task-specific encoder parameters take their own tasks' gradients.
+        grads.update({n: combine(loss_weights, r) for n, r in own_rows.items()})
         for weight, own_grads in zip(loss_weights, grads_t.head_grads, strict=True):
             grads.update({n: g * weight for n, g in own_grads.items()})
+        if regularizer is not None:  # e.g. soft sharing's coupling penalty: not per task
+            penalty_grads = torch.func.grad(regularizer)(state.params)
+            grads = {n: g + penalty_grads[n] for n, g in grads.items()}
+        grads = {n: grads[n] for n in state.params}  # the params' key order (one treespec)
         transform = train.resolve_optimizer(optimizer, state.hparams)
         params, opt_state = optim.update_params(
             transform, grads, state.opt_state, state.params, donate=donate
