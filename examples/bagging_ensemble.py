@@ -18,7 +18,6 @@ References: Breiman, `Bagging Predictors <https://doi.org/10.1007/BF00058655>`_,
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 
 import torch
@@ -51,26 +50,13 @@ class Config:
     epochs: int = 60
 
 
-def blobs(
-    key: torch.Tensor, n: int, classes: int, spread: float
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points from ``classes`` Gaussian blobs: inputs ``(n, 2)``, labels ``(n,)``."""
-    k_label, k_noise = fm.random.split(key)
-    labels = fm.random.randint(k_label, (n,), 0, classes)
-    # Centres on a circle with neighbours one unit apart.
-    radius = 0.5 / math.sin(math.pi / classes)
-    angle = labels * (2 * math.pi / classes)
-    centres = radius * torch.stack([torch.cos(angle), torch.sin(angle)], dim=1)
-    return centres + spread * fm.random.normal(k_noise, (n, 2)), labels
-
-
 def main(config: Config) -> dict[str, dict[str, float]]:
     k_train_data, k_val_data, k_test_data, k_init, k_boot, k_fit = fm.random.split(
         fm.random.key(config.seed), 6
     )
-    train = blobs(k_train_data, config.train_examples, config.classes, config.spread)
-    val = blobs(k_val_data, config.test_examples, config.classes, config.spread)
-    test = blobs(k_test_data, config.test_examples, config.classes, config.spread)
+    train = fm.data.blobs(k_train_data, config.train_examples, config.classes, config.spread)
+    val = fm.data.blobs(k_val_data, config.test_examples, config.classes, config.spread)
+    test = fm.data.blobs(k_test_data, config.test_examples, config.classes, config.spread)
 
     net = nn.Sequential(
         nn.Linear(2, config.hidden), nn.ReLU(),

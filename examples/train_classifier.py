@@ -11,9 +11,7 @@ run it twice and you get the same numbers.
 from __future__ import annotations
 
 import dataclasses
-import math
 
-import torch
 import tyro
 from torch import nn
 
@@ -43,21 +41,10 @@ class Config:
     """Stop after this many epochs without a better validation loss."""
 
 
-def spirals(key: torch.Tensor, n: int, arms: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` points on ``arms`` noisy interleaved spirals: inputs ``(n, 2)``, labels ``(n,)``."""
-    k_radius, k_noise = fm.random.split(key)
-    labels = torch.arange(n) % arms
-    radius = fm.random.uniform(k_radius, (n,), low=0.05, high=1.0)
-    angle = 3.5 * radius + labels * (2 * math.pi / arms)
-    points = torch.stack([radius * torch.cos(angle), radius * torch.sin(angle)], dim=1)
-    return points + 0.04 * fm.random.normal(k_noise, (n, 2)), labels
-
-
 def main(config: Config) -> dict[str, float]:
     k_data, k_split, k_init, k_train = fm.random.split(fm.random.key(config.seed), 4)
-    train, val, test = fm.data.random_split(
-        spirals(k_data, config.examples), (0.7, 0.15, 0.15), key=k_split
-    )
+    dataset = fm.data.spirals(k_data, config.examples, noise=0.04)
+    train, val, test = fm.data.random_split(dataset, (0.7, 0.15, 0.15), key=k_split)
 
     net = nn.Sequential(
         nn.Linear(2, config.hidden), nn.ReLU(), nn.Dropout(config.dropout),

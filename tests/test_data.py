@@ -44,3 +44,22 @@ def test_bad_datasets_are_rejected_with_clear_messages():
         next(fm.data.batches(dataset(), 0))
     with pytest.raises(ValueError, match=r"sum to 1; got \(0.5, 0.2\)"):
         fm.data.random_split(dataset(), (0.5, 0.2), key=fm.random.key(0))
+
+
+@pytest.mark.parametrize(
+    "generate, classes",
+    [
+        (lambda key, n: fm.data.spirals(key, n, arms=3, noise=0.1), 3),
+        (lambda key, n: fm.data.blobs(key, n, classes=5, spread=0.5), 5),
+    ],
+    ids=["spirals", "blobs"],
+)
+def test_synthetic_data_is_a_pure_function_of_the_key(generate, classes):
+    x, y = generate(fm.random.key(0), 3000)
+    assert x.shape == (3000, 2) and x.dtype == torch.float32 and torch.isfinite(x).all()
+    assert y.shape == (3000,) and y.dtype == torch.int64
+    counts = torch.bincount(y, minlength=classes)
+    assert len(counts) == classes and counts.min() > 0.8 * 3000 / classes  # balanced
+    again, other = generate(fm.random.key(0), 3000), generate(fm.random.key(1), 3000)
+    assert torch.equal(x, again[0]) and torch.equal(y, again[1])
+    assert not torch.equal(x, other[0])

@@ -8,11 +8,10 @@ from torch import Tensor
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
-    check_gramian,
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._imtl_g import COMPUTE_DTYPE, check_rtol, default_rtol
+from funcmtl.aggregators._imtl_g import check_rtol, compute_gramian
 
 
 def balance_transformation(gramian: Tensor, rtol: float | None = None) -> Tensor:
@@ -24,9 +23,7 @@ def balance_transformation(gramian: Tensor, rtol: float | None = None) -> Tensor
     :math:`\sqrt{\lambda_r}` when ``J`` has full row rank. Dropped directions get weight 0, by
     masks rather than branches; an all-zero ``G`` gives ``B = 0``.
     """
-    check_gramian(gramian)
-    gram = gramian.to(COMPUTE_DTYPE)
-    cutoff = default_rtol(gramian.dtype) if rtol is None else rtol
+    gram, cutoff = compute_gramian(gramian, rtol)
     eigenvalues, basis = torch.linalg.eigh(gram)
     largest = eigenvalues.amax(-1).clamp(min=0)
     kept = eigenvalues > cutoff * largest

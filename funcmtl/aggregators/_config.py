@@ -8,11 +8,10 @@ from torch import Tensor
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
-    check_gramian,
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._imtl_g import COMPUTE_DTYPE, check_rtol, default_rtol
+from funcmtl.aggregators._imtl_g import check_rtol, compute_gramian
 
 
 def config(rtol: float | None = None) -> Aggregator:
@@ -63,9 +62,7 @@ def config(rtol: float | None = None) -> Aggregator:
         gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
     ) -> tuple[Tensor, EmptyState]:
         del key
-        check_gramian(gramian)
-        gram = gramian.to(COMPUTE_DTYPE)
-        cutoff = default_rtol(gramian.dtype) if rtol is None else rtol
+        gram, cutoff = compute_gramian(gramian, rtol)
         norms = torch.diagonal(gram).clamp(min=0).sqrt()
         inv_norms = torch.where(norms > 0, 1 / torch.where(norms > 0, norms, 1.0), 0.0)
         cosines = gram * inv_norms[:, None] * inv_norms[None, :]  # U Uᵀ

@@ -28,6 +28,14 @@ def default_rtol(dtype: torch.dtype) -> float:
 COMPUTE_DTYPE = torch.float64  # the (T, T) linear algebra; weights go back to G's dtype
 
 
+def compute_gramian(gramian: Tensor, rtol: float | None) -> tuple[Tensor, float]:
+    """Check ``G (T, T)``; return it in :data:`COMPUTE_DTYPE` and the eigenvalue cutoff
+    (``rtol``, or :func:`default_rtol` of ``G``'s dtype when ``None``)."""
+    check_gramian(gramian)
+    cutoff = default_rtol(gramian.dtype) if rtol is None else rtol
+    return gramian.to(COMPUTE_DTYPE), cutoff
+
+
 def check_rtol(rtol: float | None) -> None:
     if rtol is not None and (
         isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0.0 <= rtol < 1.0
@@ -83,9 +91,7 @@ def imtl_g(rtol: float | None = None) -> Aggregator:
         gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
     ) -> tuple[Tensor, EmptyState]:
         del key
-        check_gramian(gramian)
-        gram = gramian.to(COMPUTE_DTYPE)
-        cutoff = default_rtol(gramian.dtype) if rtol is None else rtol
+        gram, cutoff = compute_gramian(gramian, rtol)
         norms = torch.diagonal(gram).clamp(min=0).sqrt()
         v = torch.linalg.pinv(gram, rtol=cutoff, hermitian=True) @ norms
         total = v.sum()

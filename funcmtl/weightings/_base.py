@@ -88,6 +88,12 @@ def check_dtype(dtype: torch.dtype) -> None:
         raise ValueError(f"`dtype` must be a floating torch dtype; got {dtype!r}.")
 
 
+def check_init(num_tasks: int, dtype: torch.dtype) -> None:
+    """The argument checks of a stateful weighting's ``init``."""
+    check_num_tasks(num_tasks)
+    check_dtype(dtype)
+
+
 def check_losses(losses: Tensor, method: str, num_tasks: int | None = None) -> int:
     """Raise unless ``losses`` is a floating vector ``(T,)`` (of the state's ``T``); return T.
 

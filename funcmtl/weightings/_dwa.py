@@ -9,9 +9,8 @@ from torch import Tensor
 
 from funcmtl.weightings._base import (
     Weighting,
-    check_dtype,
+    check_init,
     check_losses,
-    check_num_tasks,
     check_positive,
     zero_count,
 )
@@ -65,8 +64,7 @@ def dwa(temperature: float | Tensor = 2.0, period: int = 100) -> Weighting:
         raise ValueError(f"`period` must be a positive integer (calls per epoch); got {period!r}.")
 
     def init(num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None):
-        check_num_tasks(num_tasks)
-        check_dtype(dtype)
+        check_init(num_tasks, dtype)
         zeros = torch.zeros(num_tasks, dtype=dtype, device=device)
         return DwaState(zero_count(device), zeros, zeros.clone(), zeros.clone())
 

@@ -9,10 +9,9 @@ from torch import Tensor
 
 from funcmtl.weightings._base import (
     Weighting,
-    check_dtype,
+    check_init,
     check_losses,
     check_non_negative,
-    check_num_tasks,
     check_positive,
     zero_count,
 )
@@ -95,8 +94,7 @@ def famo(
         raise ValueError(f"`optimizer` must be 'adam' or 'sgd'; got {optimizer!r}.")
 
     def init(num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None):
-        check_num_tasks(num_tasks)
-        check_dtype(dtype)
+        check_init(num_tasks, dtype)
         zeros = torch.zeros(num_tasks, dtype=dtype, device=device)
         ones = torch.ones(num_tasks, dtype=dtype, device=device)
         return FamoState(zeros, ones, zero_count(device), zeros.clone(), zeros.clone())

@@ -9,10 +9,9 @@ from torch import Tensor
 
 from funcmtl.weightings._base import (
     Weighting,
-    check_dtype,
+    check_init,
     check_losses,
     check_non_negative,
-    check_num_tasks,
     check_positive,
     require_grad_norms,
     zero_count,
@@ -75,8 +74,7 @@ def gradnorm(alpha: float | Tensor = 1.5, lr: float | Tensor = 0.025) -> Weighti
     check_positive("lr", lr)
 
     def init(num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None):
-        check_num_tasks(num_tasks)
-        check_dtype(dtype)
+        check_init(num_tasks, dtype)
         return GradNormState(
             torch.ones(num_tasks, dtype=dtype, device=device),
             torch.ones(num_tasks, dtype=dtype, device=device),

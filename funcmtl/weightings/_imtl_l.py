@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
-from funcmtl.weightings._base import (
-    Weighting,
-    check_dtype,
-    check_finite,
-    check_losses,
-    check_num_tasks,
-    check_positive,
-)
+from funcmtl.weightings._base import Weighting, check_finite, check_positive
+from funcmtl.weightings._log_scale import log_scale_weighting
 
 
 class ImtlLState(NamedTuple):
@@ -61,26 +54,4 @@ def imtl_l(lr: float | Tensor = 0.01, init_log_scale: float = 0.0) -> Weighting:
     """
     check_positive("lr", lr)
     check_finite("init_log_scale", init_log_scale)
-
-    def init(num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None):
-        check_num_tasks(num_tasks)
-        check_dtype(dtype)
-        return ImtlLState(
-            torch.full((num_tasks,), float(init_log_scale), dtype=dtype, device=device)
-        )
-
-    def weights(
-        losses: Tensor,
-        state: ImtlLState,
-        *,
-        key: Tensor | None = None,
-        grad_norms: Tensor | None = None,
-    ) -> tuple[Tensor, ImtlLState]:
-        del key, grad_norms
-        s = state.log_scale
-        check_losses(losses, "imtl_l", s.shape[0])
-        w = torch.exp(s)
-        grad_s = w * losses.detach().to(s.dtype) - 1.0
-        return w.to(losses.dtype), ImtlLState(s - lr * grad_s)
-
-    return Weighting(init, weights)
+    return log_scale_weighting("imtl_l", ImtlLState, 1.0, lr, init_log_scale)

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import torch
 from torch import Tensor
 
-from funcmtl.weightings._base import (
-    Weighting,
-    check_dtype,
-    check_finite,
-    check_losses,
-    check_num_tasks,
-    check_positive,
-)
+from funcmtl.weightings._base import Weighting, check_finite, check_positive
+from funcmtl.weightings._log_scale import log_scale_weighting
 
 
 class UncertaintyState(NamedTuple):
@@ -69,26 +62,4 @@ def uncertainty(lr: float | Tensor = 0.01, init_log_variance: float = 0.0) -> We
     """
     check_positive("lr", lr)
     check_finite("init_log_variance", init_log_variance)
-
-    def init(num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None):
-        check_num_tasks(num_tasks)
-        check_dtype(dtype)
-        return UncertaintyState(
-            torch.full((num_tasks,), float(init_log_variance), dtype=dtype, device=device)
-        )
-
-    def weights(
-        losses: Tensor,
-        state: UncertaintyState,
-        *,
-        key: Tensor | None = None,
-        grad_norms: Tensor | None = None,
-    ) -> tuple[Tensor, UncertaintyState]:
-        del key, grad_norms
-        s = state.log_variance
-        check_losses(losses, "uncertainty", s.shape[0])
-        w = torch.exp(-s)
-        grad_s = 1.0 - w * losses.detach().to(s.dtype)
-        return w.to(losses.dtype), UncertaintyState(s - lr * grad_s)
-
-    return Weighting(init, weights)
+    return log_scale_weighting("uncertainty", UncertaintyState, -1.0, lr, init_log_variance)
