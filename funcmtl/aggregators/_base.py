@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
+import einops
 import torch
 from torch import Tensor
 
@@ -89,7 +90,7 @@ def num_tasks_of(task_grads: PyTree) -> int:
 
 def gramian(task_grads: PyTree) -> Tensor:
     """``G = J Jᵀ`` ``(T, T)``, summed leaf by leaf (no concatenated ``J`` is built)."""
-    blocks = [x.reshape(x.shape[0], -1) for x in tree.leaves(task_grads)]
+    blocks = [einops.rearrange(x, "tasks ... -> tasks (...)") for x in tree.leaves(task_grads)]
     return sum(b @ b.T for b in blocks)
 
 

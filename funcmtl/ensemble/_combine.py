@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 
+import einops
 import torch
 from torch import Tensor
 
@@ -117,5 +118,5 @@ def pairwise_disagreement(logits: Tensor) -> Tensor:
     _check_logits(logits)
     classes = torch.nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1])
     classes = classes.to(logits.dtype)
-    agree = torch.einsum("inc,jnc->ij", classes, classes) / logits.shape[1]
+    agree = einops.einsum(classes, classes, "i n c, j n c -> i j") / logits.shape[1]
     return 1.0 - agree
