@@ -84,9 +84,12 @@ def split_module(module: nn.Module) -> SplitModel:
             "every parameter must belong to `shared` or to one head; found parameters in "
             f"neither: {loose[:5]}."
         )
-    if any(n for n, _ in heads.named_buffers()):
-        raise ValueError("heads with buffers (e.g. BatchNorm) are not supported; keep buffers "
-                         "in the shared encoder.")
+    head_buffers = [f"tasks.heads.{n}" for n, _ in heads.named_buffers()]
+    if head_buffers:
+        raise ValueError(
+            "heads must not hold buffers (keep BatchNorm and the like in the shared encoder); "
+            f"found {head_buffers[:5]}."
+        )
     shared_apply = Apply(shared)
     head_applies = {task: Apply(head) for task, head in heads.items()}
 
