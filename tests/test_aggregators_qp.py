@@ -21,6 +21,7 @@ from funcmtl.aggregators._cagrad import cagrad
 from funcmtl.aggregators._dualproj import dualproj
 from funcmtl.aggregators._mgda import mgda
 from funcmtl.aggregators._nash_mtl import nash_mtl
+from funcmtl.aggregators._solvers import project_weights
 from funcmtl.aggregators._upgrad import upgrad
 
 RTOL64, RTOL32 = 1e-6, 1e-4  # direction error / max ‖g_i‖, float64 and float32 inputs
@@ -275,6 +276,31 @@ def test_cagrad_solves_its_dual_for_many_tasks() -> None:
         assert gap < 1e-9 * np.abs(gradient).max()
 
 
+@pytest.mark.parametrize("num_tasks", [40, 64])
+def test_upgrad_projections_satisfy_kkt_for_many_tasks(num_tasks: int) -> None:
+    """T projections ``v_i = argmin_{v ≥ e_i/T} vᵀGv`` at once (UPGrad's subproblems, solved by
+    the shared-Gramian active-set path with its interior-point fallback): KKT conditions
+    ``Gv ≥ 0, v ≥ l, (Gv)ⱼ(vⱼ − lⱼ) = 0`` in float64, and ``vmap`` gives the same result."""
+    rng = np.random.default_rng(num_tasks)
+    signs = rng.choice([-1.0, 1.0], size=(num_tasks, 1))
+    conflicting = signs * rng.standard_normal(300) + 0.7 * rng.standard_normal((num_tasks, 300))
+    scaled = rng.standard_normal((num_tasks, 200)) * np.logspace(-3, 2, num_tasks)[:, None]
+    low_rank = conflicting[:, :20]  # T > P: the Gramian has rank 20
+    lower = torch.eye(num_tasks, dtype=torch.float64) / num_tasks
+    for case, jac in {"conflicting": conflicting, "scaled": scaled, "low_rank": low_rank}.items():
+        gram = jac @ jac.T
+        v = project_weights(torch.tensor(gram), lower).numpy()
+        multiplier = v @ gram  # row i: G v_i (G symmetric)
+        slack = v - lower.numpy()
+        unit = np.linalg.norm(jac, axis=1).max() * np.linalg.norm(jac, axis=1)  # ‖g_max‖‖g_j‖
+        assert slack.min() >= -1e-12, case
+        assert (multiplier / unit).min() >= -1e-8, case
+        np.testing.assert_allclose(multiplier * slack / unit, 0.0, atol=1e-9, err_msg=case)
+        if case != "low_rank":  # unique solutions: batched and single solves agree to round-off
+            batched = vmap(lambda g: project_weights(g, lower))(torch.tensor(gram)[None])[0]
+            np.testing.assert_allclose(batched.numpy(), v, rtol=1e-9, atol=1e-12, err_msg=case)
+
+
 def test_nash_mtl_solves_g_alpha_equals_one_over_alpha() -> None:
     for case in [
         "random_2x5_0",
@@ -410,9 +436,11 @@ def test_vmap_over_five_jacobians_equals_one_by_one(name: str) -> None:
     batched, _ = vmap(lambda g: aggregator.update(g, state), in_dims=0)(grads)
     for i in range(5):
         single, _ = aggregator.update(grads[i], state)
-        # Batched and single LAPACK calls round differently; Nash-MTL's weights for dependent
-        # gradients (item 2) are ~1e6 and amplify that to ~1e-10.
-        torch.testing.assert_close(batched[i], single, rtol=1e-8, atol=1e-8)
+        # Batched and single LAPACK calls round differently. With independent gradients the
+        # results agree to round-off; with dependent ones (items 1, 2) the ridged problems are
+        # ill-conditioned and agree to the solvers' accuracy, as they do with the references.
+        tolerance = 1e-8 if i in (0, 3, 4) else RTOL64 * np.linalg.norm(batch[i], axis=1).max()
+        torch.testing.assert_close(batched[i], single, rtol=tolerance, atol=tolerance)
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

@@ -11,7 +11,13 @@ The problems and methods:
 
 - :func:`solve_qp` — ``min ½ xᵀQx + cᵀx  s.t.  x ≥ lower  [and 1ᵀx = 1]`` (MGDA, UPGrad,
   DualProj): a primal–dual interior-point method with Mehrotra's predictor–corrector
-  (:func:`_interior_point`), one Cholesky factorisation per iteration.
+  (:func:`_interior_point`), one Cholesky factorisation per iteration. A batch of bound-only
+  problems on one shared Gramian (UPGrad's ``T`` projections) is first tried by the much
+  cheaper :func:`_shared_bound_qp` (ADMM with one eigendecomposition, then an exact
+  active-set solve whose KKT conditions are checked); only the problems it does not certify
+  go to the interior-point method. Picking those problems out is a host-side branch, taken
+  only in eager CPU code; under ``vmap`` (or on CUDA) every problem goes through both solvers
+  and the certificate selects, so that the results agree with the eager ones.
 - :func:`cagrad_weights` — ``min_{w ∈ Δ} bᵀw + r √(wᵀQw)`` (CAGrad's dual): a barrier method
   on its second-order-cone form to get near the optimum from anywhere, then
   :func:`_interior_point` on a smoothed objective to finish exactly.
@@ -44,6 +50,10 @@ CAGRAD_STAGES, CAGRAD_STEPS = 6, 4  # barrier stages × Newton steps of cagrad_w
 CAGRAD_TAU0, CAGRAD_GROWTH = 1.0, 10.0  # the barrier parameters τ₀ μᵏ
 CAGRAD_ITERATIONS = 20  # then interior-point iterations on CAGrad's smooth dual
 NEWTON_ITERATIONS = 30  # Newton steps of nash_point (converged after ~20 in the tests)
+ADMM_ITERATIONS = 30  # of _shared_bound_qp, enough to find the active set of full-rank problems
+ACTIVE_SET_STEPS = 2  # exact solves on the active set guessed by ADMM, then by the last solve
+KKT_TOLERANCE = 1e-10  # of _shared_bound_qp's certificate, relative to the problem's size
+MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to the IPM
 _MU_FLOOR = 1e-40  # the central path is followed down to this complementarity, no further
 _BOUNDARY = 0.995  # fraction-to-the-boundary factor of the interior-point steps
 
@@ -175,24 +185,54 @@ def solve_qp(
     ``q`` is a normalised PSD ``(…, n, n)`` (see :func:`normalize`), to which :func:`ridge` is
     added; ``linear`` and ``lower`` are ``(…, n)`` and broadcast against it, so that one
     Gramian serves a batch of problems. Solved on ``y = x − lower ≥ 0`` by
-    :func:`_interior_point`.
+    :func:`_interior_point`, or, for a batch of bound-only problems on one ``(n, n)`` ``q``, by
+    :func:`_shared_bound_qp` wherever it certifies its result.
     """
     q = ridge(q)
     batch = torch.broadcast_shapes(q.shape[:-2], linear.shape[:-1], lower.shape[:-1])
     n = q.shape[-1]
-    q = q.expand(*batch, n, n)
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + _matvec(q, lower)  # the linear term in y
-    total = None
     if simplex:
+        return _bounded_interior_point(q.expand(*batch, n, n), c, lower, iterations) + lower
+    if q.dim() != 2 or not batch:
+        return _bounded_interior_point(q.expand(*batch, n, n), c, None, iterations) + lower
+    # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
+    rows = c.reshape(-1, n)
+    y, certified = _shared_bound_qp(q, rows)
+    if _may_branch(q, c):
+        if not bool(certified.all()):
+            rest = ~certified
+            y[rest] = _bounded_interior_point(q, rows[rest], None, iterations)
+    else:  # the same result without a host-side branch: every row through both solvers
+        fallback = _bounded_interior_point(q, rows, None, iterations)
+        y = torch.where(certified[:, None], y, fallback)
+    return y.reshape(*batch, n) + lower
+
+
+def _may_branch(*tensors: Tensor) -> bool:
+    """Whether a host-side branch on these tensors' values is free and allowed: eager CPU
+    tensors, not wrapped by a ``torch.func`` transform (on CUDA it would be a sync)."""
+    return all(
+        t.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(t)
+        for t in tensors
+    )
+
+
+def _bounded_interior_point(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int):
+    """``argmin ½ yᵀQy + cᵀy  s.t.  y ≥ 0`` [and ``1ᵀy = 1 − 1ᵀlower`` when ``lower`` is
+    given: the simplex case] by :func:`_interior_point`; ``q`` ridged, broadcast against ``c``."""
+    q = q.expand(*c.shape, c.shape[-1])
+    total = None
+    if lower is not None:
         total = 1 - lower.sum(-1, keepdim=True)
-        y = torch.ones_like(c) * total.clamp(min=1e-3) / n
+        y = torch.ones_like(c) * total.clamp(min=1e-3) / c.shape[-1]
         z = torch.ones_like(c)
     else:
-        # Scaled per task and per problem (x ↦ ρx, c ↦ ρc scales the solution by ρ): the
-        # iterates are those of unit-norm gradients and a unit lower bound.
+        # Scaled per task and per problem (c ↦ ρc scales the solution by ρ): the iterates are
+        # those of unit-norm gradients and a unit linear term.
         task = _task_scale(q)
-        size = torch.maximum((task * lower).abs().amax(-1), (c / task).abs().amax(-1))
+        size = (c / task).abs().amax(-1)
         size = torch.where(size > 0, size, torch.ones_like(size))[..., None]
         y, z = size / task, size * task
 
@@ -200,7 +240,56 @@ def solve_qp(
         del mu
         return _matvec(q, y) + c, q
 
-    return _interior_point(objective, y, z, total, iterations) + lower
+    return _interior_point(objective, y, z, total, iterations)
+
+
+def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """``(y, certified)`` for ``argmin ½ yᵀQy + cᵀy  s.t.  y ≥ 0``, one problem per row of
+    ``c (B, n)``, all on one ridged ``q (n, n)``.
+
+    In the coordinates of unit-norm gradients (``Q`` with unit diagonal), over-relaxed ADMM
+    (Boyd et al. 2011, §5.2) on ``y = s, s ≥ 0`` guesses the active set: its linear solves
+    with ``(Q + ρI)⁻¹`` share one eigendecomposition, so an iteration is one small matmul for
+    the whole batch. Then, :data:`ACTIVE_SET_STEPS` times, the KKT system is solved exactly on
+    the free set (``Q_FF y_F = −c_F``, ``y_A = 0``; a primal–dual active-set step, Hintermüller,
+    Ito & Kunisch 2002) and the active set is updated from ``min(y, Qy + c)``. A row is
+    ``certified`` when its last solve satisfies the KKT conditions to :data:`KKT_TOLERANCE`
+    (``y ≥ 0``, ``Qy + c ≥ 0``; complementarity holds by construction) on a well-conditioned
+    free block: it is then the optimum to round-off. The others (rank-deficient free blocks,
+    an active set ADMM did not find) are for the interior-point method.
+    """
+    task = _task_scale(q)
+    unit = q / (task[:, None] * task[None, :])
+    unit_c = c / task
+    rho = 1.0  # the mean eigenvalue of the unit-diagonal Q
+    eigenvalues, eigenvectors = torch.linalg.eigh(unit)
+    resolvent = (eigenvectors / (eigenvalues.clamp(min=0) + rho)) @ eigenvectors.mT
+    s = torch.zeros_like(unit_c)
+    u = torch.zeros_like(unit_c)
+    for _ in range(ADMM_ITERATIONS):
+        y = (rho * (s - u) - unit_c) @ resolvent
+        relaxed = 1.6 * y - 0.6 * s
+        s = (relaxed + u).clamp(min=0)
+        u = u + relaxed - s
+    y = s
+    multiplier = y @ unit + unit_c
+    well_conditioned = torch.ones_like(y[:, 0], dtype=torch.bool)
+    for _ in range(ACTIVE_SET_STEPS):
+        free = (y >= multiplier).to(y.dtype)
+        system = free[:, :, None] * unit * free[:, None, :] + torch.diag_embed(1 - free)
+        factor = torch.linalg.cholesky_ex(system).L
+        pivots = torch.diagonal(factor, dim1=-2, dim2=-1)
+        well_conditioned = pivots.amin(-1) > MIN_PIVOT_RATIO * pivots.amax(-1)
+        y = torch.cholesky_solve((-free * unit_c)[..., None], factor)[..., 0]
+        multiplier = y @ unit + unit_c
+    tolerance = KKT_TOLERANCE * unit_c.abs().amax(-1, keepdim=True)
+    certified = (
+        well_conditioned
+        & torch.isfinite(y).all(-1)
+        & (y >= -tolerance).all(-1)
+        & (multiplier >= -tolerance).all(-1)
+    )
+    return y.clamp(min=0) / task, certified
 
 
 def cagrad_weights(
