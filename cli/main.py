@@ -2,19 +2,49 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Annotated, Any, Union
 
+import torch
 import tyro
 
-from cli import bench, methods
+from cli import bench, compare, ensemble, evaluate, methods, plot, train
+from funcmtl import distributed, experiment
 
-# Subcommand name -> (config type, runner). Later issues add train, compare, ensemble, ...
+# Subcommand name -> (config type, runner, one-line description).
 _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
+    "train": (train.Train, train.run),
+    "compare": (compare.Compare, compare.run),
+    "ensemble": (ensemble.Ensemble, ensemble.run),
+    "eval": (evaluate.Eval, evaluate.run),
+    "plot": (plot.Plot, plot.run),
     "methods": (methods.Methods, methods.run),
     "bench": (bench.Bench, bench.run),
 }
+
+
+def _split_preset(args: list[str]) -> tuple[str | None, list[str]]:
+    """The value of ``--preset`` (if any); presets set defaults, so they are read first."""
+    for i, arg in enumerate(args):
+        if arg == "--preset" and i + 1 < len(args):
+            return args[i + 1], args
+        if arg.startswith("--preset="):
+            return arg.split("=", 1)[1], args
+    return None, args
+
+
+def _parser_type(command: str | None, preset_name: str | None) -> Any:
+    """The Union of subcommands; the chosen one starts from its preset's defaults."""
+    options = []
+    for name, (cls, _) in _COMMANDS.items():
+        default = None
+        if name == command and preset_name is not None:
+            default = experiment.preset(preset_name, cls)
+            default = dataclasses.replace(default, preset=preset_name)
+        options.append(Annotated[cls, tyro.conf.subcommand(name, default=default)])
+    return Union[tuple(options)]  # noqa: UP007 (a runtime Union of Annotated types)
 
 
 def main(args: Sequence[str] | None = None) -> int:
@@ -23,18 +53,29 @@ def main(args: Sequence[str] | None = None) -> int:
     Bad input (a ``ValueError`` from the library or the config) prints one line to stderr
     and returns 2, without a traceback.
     """
-    config = tyro.extras.subcommand_cli_from_dict(
-        {name: cls for name, (cls, _) in _COMMANDS.items()},
-        prog="funcmtl",
-        description="Functional multi-task learning and vectorized ensembles on PyTorch.",
-        args=args,
-    )
-    runner = next(run for cls, run in _COMMANDS.values() if isinstance(config, cls))
+    args = list(sys.argv[1:] if args is None else args)
     try:
+        command = args[0] if args and args[0] in _COMMANDS else None
+        preset_name, args = _split_preset(args)
+        if preset_name is not None and command not in ("train", "compare", "ensemble"):
+            raise ValueError("--preset applies to train, compare and ensemble.")
+        config = tyro.cli(
+            _parser_type(command, preset_name),
+            prog="funcmtl",
+            description="Functional multi-task learning and vectorized ensembles on PyTorch.",
+            args=args,
+        )
+        runner = next(run for cls, run in _COMMANDS.values() if type(config) is cls)
         return runner(config)
     except ValueError as error:
         print(f"funcmtl: error: {error}", file=sys.stderr)
         return 2
+    except distributed.DistributedError as error:  # another rank failed or timed out
+        print(f"funcmtl: error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ detached losses, and the gradient norms for GradNorm), scales task t's gradients
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -28,6 +28,9 @@ from funcmtl.mtl._pertask import shared_jacobian, task_gradients
 from funcmtl.mtl._split import SplitModel
 from funcmtl.mtl._tasks import Task, check_tasks, task_weights
 from funcmtl.weightings._base import Weighting
+
+if TYPE_CHECKING:
+    from funcmtl.distributed import DataParallel
 
 Params = dict[str, Tensor]
 PATHS = ("exact", "gramian", "representation")
@@ -96,6 +99,7 @@ def make_step(
     gramian_chunks: int = 2,
     regularizer: Callable[[Params], Tensor] | None = None,
     donate: bool = False,
+    data_parallel: DataParallel | None = None,
 ):
     """Build the pure multi-task step for ``model`` (see :func:`funcmtl.mtl.split_module`).
 
@@ -116,6 +120,12 @@ def make_step(
             gradient is added as is), e.g. ``SoftSharing.coupling_penalty`` times a strength.
         donate: reuse the input state's buffers for the optimizer step (see
             :func:`funcmtl.optim.update_params`).
+        data_parallel: train over the ranks of a process group, from
+            :func:`funcmtl.distributed.data_parallel`: each rank computes on its shard of
+            the batch and the task Jacobian (or the representation Gramian) is all-reduced
+            *before* aggregation, so every rank applies the full batch's update. Such a
+            step communicates, so it runs eagerly (not under ``vmap``); path="gramian" is
+            refused when there is more than one rank.
 
     Returns:
         ``step(state, batch, key) -> (state, metrics)``; metrics hold ``loss`` (weighted
@@ -138,6 +148,10 @@ def make_step(
             "path='gramian' needs an aggregator that is a weighting of the Gramian "
             "(it has `weights`); this one has none (e.g. graddrop): use path='exact'."
         )
+    if data_parallel is not None:
+        data_parallel.check_path(path)
+    # GradDrop on the representation path needs every rank's rows, not only their Gramian.
+    gather_rows = path == "representation" and aggregate.weights is None
     static_weights = task_weights(tasks)  # each Task's fixed `weight`
     names = [task.name for task in tasks]
     missing = [n for n in names if n not in model.heads]
@@ -148,9 +162,13 @@ def make_step(
 
     def step(state: MTLState, batch: Any, key: Tensor) -> tuple[MTLState, dict[str, Tensor]]:
         k_forward, k_weigh, k_aggregate = random.split(key, 3)
+        if data_parallel is not None:
+            batch, k_forward = data_parallel.local_batch(batch), data_parallel.local_key(k_forward)
         grads_t = task_gradients(
             model, tasks, state.params, state.buffers, batch, key=k_forward
         )
+        if data_parallel is not None:  # this rank's shard -> the full batch's quantities
+            grads_t = data_parallel.task_gradients(grads_t, tasks, batch, path, gather_rows)
         losses, z_rows = grads_t.losses, grads_t.representation_grads
         shared = {
             n: state.params[n] for n in model.shared_names if n not in model.encoder_task_names
@@ -158,6 +176,8 @@ def make_step(
         own_rows = {}
         if path == "exact":
             rows = shared_jacobian(grads_t, chunk_size=chunk_size)
+            if data_parallel is not None:
+                rows = data_parallel.sum(rows)
             own_rows = {n: rows.pop(n) for n in model.encoder_task_names}
         else:
             rows = z_rows  # the representation path aggregates ∂Lₜ/∂z directly
@@ -172,6 +192,9 @@ def make_step(
         else:
             # Without shared parameters (soft sharing), the diagnostics use the tasks' own.
             raw_gram = gramian(rows if tree.leaves(rows) else own_rows)
+            if data_parallel is not None and path == "representation" and not gather_rows:
+                # Block-diagonal over examples: the full batch's Gramian is the ranks' sum.
+                raw_gram = data_parallel.sum(raw_gram)
         grad_norms = raw_gram.diagonal().clamp_min(0).sqrt()
         loss_weights, weighting_state = weigh.weights(
             losses.detach(), state.weighting_state, key=k_weigh, grad_norms=grad_norms

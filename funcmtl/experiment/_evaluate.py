@@ -1,0 +1,66 @@
+"""Evaluate K stacked multi-task models on a dataset split, in one vmapped pass per chunk."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from funcmtl import datasets, mtl
+from funcmtl.functional import Apply
+
+EVAL_CHUNK = 4096  # examples per forward: bounds memory on large splits
+
+
+def predict(
+    apply: Apply, params: dict, buffers: dict, inputs: Tensor, chunk: int = EVAL_CHUNK
+) -> dict[str, Tensor]:
+    """``{task: (K, N, ...)}``: every member's outputs (eval mode) on ``inputs (N, F)``."""
+
+    def forward(p: dict, b: dict, x: Tensor) -> dict[str, Tensor]:
+        return apply(p, b, x)[0]
+
+    pieces = [
+        torch.func.vmap(forward, in_dims=(0, 0, None))(params, buffers, x)
+        for x in inputs.split(chunk)
+    ]
+    return {name: torch.cat([p[name] for p in pieces], dim=1) for name in pieces[0]}
+
+
+def scores(
+    tasks: Sequence[mtl.Task], outputs: dict[str, Tensor], targets: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """``{"loss": (K,), "task/loss": (K,), "task/metric": (K,)}`` from members' outputs."""
+
+    def one(out: dict[str, Tensor]) -> dict[str, Tensor]:
+        losses = mtl.task_losses(tasks, out, targets)
+        result = {"loss": losses.sum()}
+        result.update({f"{t.name}/loss": losses[i] for i, t in enumerate(tasks)})
+        result.update(mtl.task_metrics(tasks, out, targets))
+        return result
+
+    return torch.func.vmap(one)(outputs)
+
+
+@torch.no_grad()
+def evaluate(
+    apply: Apply, params: dict, buffers: dict, data: datasets.MultiTaskDataset, device
+) -> dict[str, Tensor]:
+    """:func:`scores` of the members on ``data``."""
+    outputs = predict(apply, params, buffers, data.inputs.to(device))
+    targets = {n: y.to(device) for n, y in data.targets.items()}
+    return scores(data.tasks, outputs, targets)
+
+
+def record(step: int, split: str, values: dict[str, Tensor], tasks) -> dict:
+    """A metrics.jsonl record (see :mod:`funcmtl.rundir`): member means of ``values``."""
+    per_task: dict[str, dict[str, float]] = {t.name: {} for t in tasks}
+    for name, value in values.items():
+        task, sep, metric = name.partition("/")
+        if sep and task in per_task:
+            per_task[task][metric] = float(value.double().mean())
+    result = {"step": step, "split": split, "tasks": per_task}
+    if "loss" in values:
+        result["loss"] = float(values["loss"].double().mean())
+    return result

@@ -1,0 +1,108 @@
+"""Per-task result tables and Δm% (the multi-task performance drop against single-task models)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+from torch import Tensor
+
+from funcmtl import mtl
+
+HIGHER_IS_BETTER = {"accuracy": True, "f1": True, "r2": True, "mse": False, "mae": False,
+                    "loss": False}
+
+
+def primary_metric(task: mtl.Task) -> str:
+    """The metric Δm% uses for a task: accuracy (classification, binary), MSE (regression)."""
+    names = list(task.metrics)
+    preferred = "mse" if task.kind == "regression" else "accuracy"
+    return preferred if preferred in names else (names[0] if names else "loss")
+
+
+def member_stats(values: Tensor) -> tuple[float, float]:
+    """Mean and sample standard deviation over members (std 0 for one member)."""
+    v = values.detach().double().cpu()
+    mean = float(v.mean())
+    std = float(v.std(unbiased=True)) if v.numel() > 1 else 0.0
+    return mean, std
+
+
+def summarize(tasks: Sequence[mtl.Task], scores: Mapping[str, Tensor]) -> dict:
+    """``{task: {metric: {"mean", "std", "members"}}}`` from :func:`_evaluate.scores`."""
+    out: dict = {}
+    for task in tasks:
+        entry = {}
+        for name, value in scores.items():
+            owner, _, metric = name.partition("/")
+            if owner == task.name:
+                mean, std = member_stats(value)
+                entry[metric] = {
+                    "mean": mean,
+                    "std": std,
+                    "members": [float(v) for v in value.double().cpu()],
+                }
+        out[task.name] = entry
+    return out
+
+
+def delta_m(
+    tasks: Sequence[mtl.Task], results: Mapping[str, Mapping], baselines: Mapping[str, Mapping]
+) -> float:
+    """Δm% = (100/T) Σₜ (−1)^{hₜ} (Mₜ − Bₜ) / Bₜ on each task's primary metric, ``hₜ = 1`` when
+    higher is better: lower is better, and −5 means 5% better than the single-task models on
+    average (Maninis et al., CVPR 2019; the convention of Nash-MTL and FAMO's tables)."""
+    total = 0.0
+    for task in tasks:
+        metric = primary_metric(task)
+        value = results[task.name][metric]["mean"]
+        base = baselines[task.name][metric]["mean"]
+        sign = -1.0 if HIGHER_IS_BETTER.get(metric, False) else 1.0
+        total += sign * (value - base) / base if base != 0 else math.nan
+    return 100.0 * total / len(tasks)
+
+
+def _cell(entry: Mapping | None, members: int) -> str:
+    if entry is None:
+        return "-"
+    if members > 1:
+        return f"{entry['mean']:.4f} ± {entry['std']:.4f}"
+    return f"{entry['mean']:.4f}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
+    """A plain-text (aligned) or Markdown table."""
+    if markdown:
+        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+        lines += ["| " + " | ".join(row) + " |" for row in rows]
+        return "\n".join(lines)
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(lines)
+
+
+def task_table(
+    tasks: Sequence[mtl.Task],
+    results: Mapping[str, Mapping],
+    members: int,
+    baselines: Mapping[str, Mapping] | None = None,
+) -> str:
+    """One row per task: kind and every test metric (mean ± std over members), and the
+    single-task baseline's primary metric when given."""
+    metrics = []
+    for task in tasks:
+        metrics += [m for m in results[task.name] if m not in metrics]
+    headers = ["task", "kind", *metrics]
+    if baselines is not None:
+        headers.append("single-task")
+    rows = []
+    for task in tasks:
+        row = [task.name, task.kind]
+        row += [_cell(results[task.name].get(m), members) for m in metrics]
+        if baselines is not None:
+            metric = primary_metric(task)
+            row.append(f"{metric} {_cell(baselines[task.name][metric], members)}")
+        rows.append(row)
+    return table(headers, rows)
