@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import torch
 
+from cli.train import train_or_report_interrupt
 from funcmtl import ensemble as ens
 from funcmtl import experiment, mtl
 from funcmtl.experiment import TrainConfig
@@ -49,11 +49,8 @@ def uncertainty(task: mtl.Task, outputs: torch.Tensor) -> dict[str, float]:
 
 
 def run(config: Ensemble) -> int:
-    base = experiment.as_train_config(config)
-    try:
-        result = experiment.train(base)
-    except experiment.Interrupted as stop:
-        print(f"funcmtl: {stop}", file=sys.stderr)
+    result = train_or_report_interrupt(experiment.as_train_config(config))
+    if result is None:
         return 130
     if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports
         return 0

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Union
 import torch
 import tyro
 
-from cli import bench, compare, ensemble, evaluate, methods, plot, train
+from cli import bench, compare, ensemble, evaluate, methods, plot, toy, train
 from funcmtl import distributed, experiment
 
 # Subcommand name -> (config type, runner, one-line description).
@@ -20,6 +20,7 @@ _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
     "ensemble": (ensemble.Ensemble, ensemble.run),
     "eval": (evaluate.Eval, evaluate.run),
     "plot": (plot.Plot, plot.run),
+    "toy": (toy.Toy, toy.run),
     "methods": (methods.Methods, methods.run),
     "bench": (bench.Bench, bench.run),
 }

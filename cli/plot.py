@@ -14,6 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import tyro
+
 from funcmtl import checkpoint
 from funcmtl.rundir import RunDir
 
@@ -30,8 +32,8 @@ _METRIC_STYLES = ("-", "--", ":", "-.")
 class Plot:
     """Plot a run's losses, validation metrics and task-gradient conflict into a PNG."""
 
-    run: Path
-    """the run directory (--out of funcmtl train)"""
+    run: tyro.conf.Positional[Path]
+    """The run directory (--out of funcmtl train): funcmtl plot DIR."""
 
     out: Path | None = None
     """PNG path; default RUN/curves.png"""

@@ -75,12 +75,20 @@ def report(result: experiment.RunResult, data: dict) -> str:
     return "\n".join(lines)
 
 
-def run(config: Train) -> int:
-    base = experiment.as_train_config(config)
+def train_or_report_interrupt(config: TrainConfig) -> experiment.RunResult | None:
+    """:func:`funcmtl.experiment.train`; after Ctrl-C, say where the checkpoint is and
+    return ``None`` (the command then exits with 130)."""
     try:
-        result = experiment.train(base)
+        return experiment.train(config)
     except experiment.Interrupted as stop:
         print(f"funcmtl: {stop}", file=sys.stderr)
+        return None
+
+
+def run(config: Train) -> int:
+    base = experiment.as_train_config(config)
+    result = train_or_report_interrupt(base)
+    if result is None:
         return 130
     baselines = single_task_baselines(base, result.splits) if config.baselines else None
     if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports

@@ -210,3 +210,24 @@ def test_non_finite_loss_is_reported_or_skipped(tmp_path, capsys) -> None:
     assert "non-finite loss" in capsys.readouterr().err
     assert main(["train", *diverge, "--skip-nonfinite"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_toy_trajectories_are_written_and_descend(tmp_path, capsys) -> None:
+    out = tmp_path / "toy.json"
+    assert main(["toy", "--methods", "mean", "mgda", "--steps", "40", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    for runs in data["runs"].values():
+        assert len(runs) == 3  # CAGrad's three starting points
+        for run in runs:
+            losses = torch.tensor(run["losses"], dtype=torch.float64)
+            assert losses.shape == (41, 2)
+            assert losses[-1].sum() < losses[0].sum()  # the mean of the losses went down
+    assert "loss 1" in capsys.readouterr().out
+
+
+def test_plot_takes_the_run_directory(tmp_path, capsys) -> None:
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "run"
+    assert main(["train", *FAST, "--steps", "10", "--out", str(out)]) == 0
+    assert main(["plot", str(out)]) == 0
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
