@@ -1,6 +1,7 @@
 """funcmtl.datasets against independent references: scikit-learn's digits, numpy-written files,
 the MMoE paper's generator and a float64 re-implementation of the CAGrad toy problem."""
 
+import inspect
 import math
 
 import numpy as np
@@ -122,6 +123,21 @@ def test_synthetic_label_correlation_grows_with_the_cosine_and_follows_the_seed(
     assert torch.equal(ds.load("synthetic", num_examples=50, seed=4).targets["y1"], a.targets["y1"])
     with pytest.raises(ValueError, match=r"`correlation` must be a cosine in \[-0.3333, 1\]"):
         ds.synthetic(num_tasks=4, correlation=-0.5)
+
+
+def test_synthetic_presets_are_the_papers_parameter_matched_models_on_the_same_data():
+    """Ma et al. section 5.1: 8 experts of 16, towers of 8, so 100·16·8 + 16·8·2 = 13056
+    expert and tower weights, and a Shared-Bottom of 13056 / (100 + 8·2) ≈ 113 units."""
+    presets = fm.experiment.PRESETS
+    shared, mmoe = presets["synthetic-shared"], presets["synthetic-mmoe"]
+    for key in ("data", "data_options", "head_hidden", "lr", "steps", "batch_size"):
+        assert shared[key] == mmoe[key], key  # same data, towers and training budget
+    assert (shared["arch"], mmoe["arch"]) == ("hard_sharing", "mmoe")
+    d = inspect.signature(ds.synthetic).parameters["num_features"].default
+    experts, width, tower = mmoe["experts"], mmoe["hidden"], mmoe["head_hidden"]
+    assert (d, experts, width, tower) == (100, 8, (16,), (8,))
+    paper_count = d * width[0] * experts + width[0] * tower[0] * 2
+    assert paper_count == 13056 and shared["hidden"] == (round(paper_count / (d + 2 * tower[0])),)
 
 
 # --- toy problem --------------------------------------------------------------------------
