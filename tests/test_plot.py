@@ -45,7 +45,7 @@ def make_run(path, *, members=(None,)):
 def test_plot_writes_a_png(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     run_dir = make_run(tmp_path / "run")
-    config = tyro.cli(plot.Plot, args=["--run", str(run_dir)])
+    config = tyro.cli(plot.Plot, args=[str(run_dir)])
     assert plot.run(config) == 0
     out = run_dir / "curves.png"
     data = out.read_bytes()
