@@ -115,7 +115,78 @@ def test_representation_gradients_equal_autograd_wrt_the_representation():
     losses = fm.mtl.task_losses(TASKS, outputs, batch[1])
     for t in range(3):
         (dz,) = torch.autograd.grad(losses[t], z, retain_graph=True)
-        assert close(grads.representation_grads[t], dz)
+        assert close(fm.mtl.representation_rows(grads)[t], dz)
+
+
+# Every head one Linear with one output: the representation gradients come in factored form.
+SCALAR_TASKS = [fm.mtl.Task(f"b{t}", "binary", 1) for t in range(3)] + [
+    fm.mtl.Task(f"r{t}", "regression", 1) for t in range(2)
+]
+
+
+class _OpaqueHead(nn.Module):
+    """The same function as funcmtl's one-Linear head, in a class the split does not know."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(width, 1)
+
+    def forward(self, z, x):
+        del x
+        return self.linear(z).squeeze(-1)
+
+
+def _scalar_setup(opaque: bool):
+    """The model (one-Linear heads, or the same heads as `_OpaqueHead`s with the same
+    values), its params and buffers, and a batch."""
+    torch.manual_seed(11)
+    x = torch.randn(40, 6)
+    targets = {t.name: (torch.rand(40) > 0.5).float() if t.kind == "binary" else torch.randn(40)
+               for t in SCALAR_TASKS}
+    trunk = nn.Sequential(nn.Linear(6, 24), nn.ReLU(), nn.Linear(24, 16), nn.ReLU())
+    module = fm.mtl.HardSharing(trunk, {t.name: fm.mtl.output_head(16, t) for t in SCALAR_TASKS})
+    params, buffers = fm.init(module, fm.random.key(3))
+    if opaque:
+        for t in SCALAR_TASKS:
+            module.tasks.heads[t.name] = _OpaqueHead(16)
+        params = {n.replace(".net.0.", ".linear."): v for n, v in params.items()}
+    return module, params, buffers, (x, targets)
+
+
+def test_factored_representation_gradients_equal_autograd():
+    module, params, buffers, batch = _scalar_setup(opaque=False)
+    split = fm.mtl.split_module(module)
+    grads = fm.mtl.task_gradients(split, SCALAR_TASKS, params, buffers, batch, key=None)
+    assert grads.row_factors is not None and grads.representation_grads is None
+    reference = fm.load_into(module, params)
+    z = reference.shared(batch[0])
+    losses = fm.mtl.task_losses(SCALAR_TASKS, reference.tasks(z, batch[0]), batch[1])
+    rows = torch.stack([torch.autograd.grad(losses[t], z, retain_graph=True)[0]
+                        for t in range(len(SCALAR_TASKS))]).double()
+    assert close(fm.mtl.representation_rows(grads), rows)
+    flat = rows.reshape(len(SCALAR_TASKS), -1)
+    assert close(fm.mtl.factored_gramian(grads.row_factors).double(), flat @ flat.T)
+    w = torch.randn(len(SCALAR_TASKS), dtype=torch.float64)
+    combined = fm.mtl.factored_combine(w.float(), grads.row_factors).double()
+    assert close(combined, torch.einsum("t,tbd->bd", w, rows))
+
+
+@pytest.mark.parametrize("aggregator", ["pcgrad", "upgrad", "mgda", "nash_mtl"])
+def test_factored_representation_path_equals_the_materialised_one(aggregator):
+    results = []
+    for opaque in (False, True):  # one-Linear heads (factored) vs the same heads, opaque
+        module, params, buffers, batch = _scalar_setup(opaque)
+        split = fm.mtl.split_module(module)
+        assert bool(split.affine_heads) is not opaque
+        opt = fm.optim.sgd(0.05)
+        state = fm.mtl.init_state(params, buffers, SCALAR_TASKS, opt, aggregator)
+        step = fm.mtl.make_step(split, SCALAR_TASKS, opt, aggregator, path="representation")
+        for s in range(3):
+            state, metrics = step(state, batch, fm.random.fold_in(fm.random.key(9), s))
+        results.append((list(state.params.values()), metrics["cosine"]))
+    for a, b in zip(results[0][0], results[1][0], strict=True):
+        assert close(a, b, rel=1e-4)
+    assert torch.allclose(results[0][1], results[1][1], atol=1e-5)
 
 
 @pytest.mark.parametrize("path", ["exact", "gramian", "representation"])

@@ -47,7 +47,7 @@ from funcmtl import random, tree
 from funcmtl.distributed._collectives import all_gather_concat, all_reduce_sum
 from funcmtl.distributed._context import Context
 from funcmtl.distributed._shard import shard_batch
-from funcmtl.mtl._pertask import TaskGradients
+from funcmtl.mtl._pertask import TaskGradients, representation_rows
 from funcmtl.mtl._tasks import Task
 
 __all__ = ["DataParallel", "data_parallel", "task_counts"]
@@ -152,7 +152,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         start = sum(rank_sizes[: ctx.rank])
 
         scale = counts / totals  # n_{r,t} / N_t
-        rows = tree.map(lambda r: r * _expand(scale, r), grads.representation_grads)
+        rows = tree.map(lambda r: r * _expand(scale, r), representation_rows(grads))
         if gather_rows:
             for leaf in tree.leaves(rows):
                 if leaf.dim() < 2 or leaf.shape[1] != size:
@@ -175,6 +175,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         return grads._replace(
             losses=total["losses"] / totals,
             representation_grads=rows,
+            row_factors=None,
             head_grads=[
                 {n: g / totals[t].to(g.dtype) for n, g in own.items()}
                 for t, own in enumerate(total["heads"])

@@ -10,15 +10,24 @@ from funcmtl.mtl._cross_stitch import CrossStitch, CrossStitchUnit, cross_stitch
 from funcmtl.mtl._hard_sharing import HardSharing, RepresentationHead, hard_sharing_mlp
 from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks, task_jacobian
 from funcmtl.mtl._mmoe import MMoE
-from funcmtl.mtl._pertask import TaskGradients, shared_jacobian, task_gradients
+from funcmtl.mtl._pertask import (
+    RowFactors,
+    TaskGradients,
+    factored_combine,
+    factored_gramian,
+    representation_rows,
+    shared_jacobian,
+    task_gradients,
+)
 from funcmtl.mtl._ple import CGC, PLE
 from funcmtl.mtl._soft_sharing import SoftSharing, soft_sharing_mlp
-from funcmtl.mtl._split import SplitModel, split_module
+from funcmtl.mtl._split import AffineHead, SplitModel, split_module
 from funcmtl.mtl._step import MTLState, init_state, make_step
 from funcmtl.mtl._tasks import Task, check_tasks, task_losses, task_metrics, task_weights
 
 __all__ = [
     "CGC",
+    "AffineHead",
     "PLE",
     "CrossStitch",
     "CrossStitchUnit",
@@ -27,6 +36,7 @@ __all__ = [
     "MTLState",
     "MultiTaskModel",
     "RepresentationHead",
+    "RowFactors",
     "SoftSharing",
     "SplitModel",
     "SplitMultiTaskModel",
@@ -36,10 +46,13 @@ __all__ = [
     "check_tasks",
     "chunked_gramian",
     "cross_stitch_mlp",
+    "factored_combine",
+    "factored_gramian",
     "hard_sharing_mlp",
     "init_state",
     "make_step",
     "output_head",
+    "representation_rows",
     "parameter_chunks",
     "shared_jacobian",
     "soft_sharing_mlp",

@@ -104,7 +104,7 @@ class SplitMultiTaskModel(MultiTaskModel):
         return parts[2] if parts[0] == "tasks" else None
 
 
-class _SqueezeLast(nn.Module):
+class SqueezeLast(nn.Module):
     """``(..., 1) -> (...)``: a scalar output per example, to match ``(N,)`` targets."""
 
     def forward(self, x: Tensor) -> Tensor:
@@ -167,7 +167,7 @@ def output_head(
     layers = mlp(in_features, hidden, dropout=dropout, hidden_name=hidden_name)
     layers.append(nn.Linear(hidden[-1] if hidden else in_features, task.output_size))
     if task.output_shape == ():
-        layers.append(_SqueezeLast())
+        layers.append(SqueezeLast())
     return nn.Sequential(*layers)
 
 

@@ -15,22 +15,55 @@ import torch
 from torch import Tensor
 
 from funcmtl import random, tree
-from funcmtl.mtl._split import SplitModel
+from funcmtl.mtl._split import AffineHead, SplitModel
 from funcmtl.mtl._tasks import Task, task_losses, task_metrics
 
 Params = dict[str, Tensor]
+
+
+class RowFactors(NamedTuple):
+    """``∂Lₜ/∂z = δₜ Wₜ`` for heads that are one ``Linear`` of ``z (B, D)``
+    (:class:`funcmtl.mtl.AffineHead`): the representation gradients without the ``(T, B, D)``
+    rows."""
+
+    delta: Tensor  # (T, B, O): ∂Lₜ/∂outₜ
+    weight: Tensor  # (T, O, D): the heads' weights
 
 
 class TaskGradients(NamedTuple):
     """The result of :func:`task_gradients`."""
 
     losses: Tensor  # (T,) unweighted task losses
-    representation_grads: Any  # leaves (T, *z_shape): ∂Lₜ/∂z
+    representation_grads: Any  # leaves (T, *z_shape): ∂Lₜ/∂z; None when `row_factors` is set
     head_grads: list[Params]  # task t's gradient for its own head parameters
     metrics: dict[str, Tensor]  # "task/metric" training metrics
     encode: Callable[[Params], Any]  # shared params -> z (same key: deterministic)
     encoder_vjp: Callable[[Any], tuple[Params]]  # cotangent on z -> shared-param gradient
     buffers: Params  # encoder buffers after the forward (BatchNorm statistics)
+    row_factors: RowFactors | None = None  # every head affine: the rows in factored form
+
+
+def representation_rows(grads: TaskGradients) -> Any:
+    """``∂Lₜ/∂z`` with leaves ``(T, *z_shape)``, built from the factors when need be."""
+    if grads.representation_grads is not None:
+        return grads.representation_grads
+    return torch.einsum("tbo,tod->tbd", grads.row_factors.delta, grads.row_factors.weight)
+
+
+def factored_gramian(factors: RowFactors) -> Tensor:
+    """``G = J Jᵀ (T, T)`` of the rows ``δₜ Wₜ``: ``Gₜₛ = Σ_{o,p} (δₜᵀδₛ)_{op} (Wₜ Wₛᵀ)_{op}``,
+    ``O(T² O² (B + D))`` instead of ``O(T² B D)``, and no ``(T, B, D)`` tensor."""
+    deltas = torch.einsum("tbo,sbp->tosp", factors.delta, factors.delta)
+    weights = torch.einsum("tod,spd->tosp", factors.weight, factors.weight)
+    return (deltas * weights).sum((1, 3))
+
+
+def factored_combine(weights: Tensor, factors: RowFactors) -> Tensor:
+    """``Σₜ wₜ δₜ Wₜ (B, D)``: one ``(B, T·O) @ (T·O, D)`` matmul."""
+    delta = factors.delta * weights.to(factors.delta.dtype)[:, None, None]
+    num_tasks, batch, out = delta.shape
+    flat = delta.permute(1, 0, 2).reshape(batch, num_tasks * out)
+    return flat @ factors.weight.reshape(num_tasks * out, -1)
 
 
 def task_gradients(
@@ -67,9 +100,22 @@ def task_gradients(
     order: list[int] = []  # task indices in the order the groups produce them
     group_losses, group_rows, head_grads = [], [], [None] * len(tasks)
     metrics: dict[str, Tensor] = {}
+    affine = isinstance(z, Tensor) and z.dim() == 2 and all(
+        t.name in model.affine_heads for t in tasks
+    )
+    group_factors: list[RowFactors] = []
     for group in _interchangeable_groups(model, tasks):
         first = tasks[group[0]]
         head = model.heads[first.name]
+        if affine:
+            layout = model.affine_heads[first.name]
+            head_params = tree.stack([_own_params(model, params, tasks[i].name) for i in group])
+            ys = torch.stack([targets[tasks[i].name] for i in group])
+            factors, loss, out, dp = _affine_group(layout, first, head_params, z, ys)
+            group_factors.append(factors)
+            _collect(model, tasks, group, first, loss, out, ys, dp, order, group_losses,
+                     head_grads, metrics)
+            continue
 
         def loss_and_output(
             head_params: Params, z_in: Any, y: Tensor, k: Tensor | None, head=head, first=first
@@ -84,27 +130,28 @@ def task_gradients(
         (dz, dp), (loss, out) = torch.func.vmap(
             grad_fn, in_dims=(0, None, 0, None if keys is None else 0)
         )(head_params, z, ys, keys)
-        scores = torch.func.vmap(
-            lambda o, y, first=first: task_metrics([first], {first.name: o}, {first.name: y})
-        )(out.detach(), ys)
-        order += group
-        group_losses.append(loss)
         group_rows.append(dz)
-        for position, index in enumerate(group):
-            name = tasks[index].name
-            prefix = model.head_prefixes[name]
-            head_grads[index] = {prefix + n: g[position] for n, g in dp.items()}
-            for metric, values in scores.items():
-                metrics[f"{name}/{metric.split('/', 1)[1]}"] = values[position]
-    if len(group_rows) == 1:  # torch.cat would copy even a single piece
-        losses, rows = group_losses[0], group_rows[0]
+        _collect(model, tasks, group, first, loss, out, ys, dp, order, group_losses, head_grads,
+                 metrics)
+    factors = None
+    if affine and len({f.delta.shape[-1] for f in group_factors}) == 1:
+        factors = RowFactors(*(torch.cat(parts) for parts in zip(*group_factors, strict=True)))
+        rows = None
     else:
-        losses, rows = torch.cat(group_losses), tree.map(lambda *r: torch.cat(r), *group_rows)
+        group_rows += [torch.einsum("tbo,tod->tbd", *f) for f in group_factors]
+        rows = tree.map(lambda *r: torch.cat(r), *group_rows) if len(group_rows) > 1 else (
+            group_rows[0])  # torch.cat would copy even a single piece
+    losses = torch.cat(group_losses) if len(group_losses) > 1 else group_losses[0]
     if order != list(range(len(tasks))):
         # Back to task order; with one group in order (identical heads) no copy is made.
         inverse = torch.argsort(torch.tensor(order, device=losses.device))
         losses = losses[inverse]
-        rows = tree.map(lambda r: r.index_select(0, inverse.to(r.device)), rows)
+
+        def reorder(r: Tensor) -> Tensor:
+            return r.index_select(0, inverse.to(r.device))
+
+        rows = None if rows is None else tree.map(reorder, rows)
+        factors = None if factors is None else RowFactors(*map(reorder, factors))
     return TaskGradients(
         losses=losses,
         representation_grads=rows,
@@ -113,7 +160,53 @@ def task_gradients(
         encode=lambda p: encode_with_buffers(p)[0],
         encoder_vjp=encoder_vjp,
         buffers=new_buffers,
+        row_factors=factors,
     )
+
+
+def _affine_group(
+    layout: AffineHead, task: Task, head_params: Params, z: Tensor, ys: Tensor
+) -> tuple[RowFactors, Tensor, Tensor, Params]:
+    """A group of identical one-``Linear`` heads (``G`` of them) on ``z (B, D)``: all outputs
+    in one matmul, ``δ = ∂L/∂out`` by a vmapped backward of the losses alone, and the heads'
+    gradients ``δᵀ z`` in another — without the ``(G, B, D)`` gradients wrt ``z``.
+
+    Returns ``(factors, losses (G,), outputs (G, B, ...), head grads {name: (G, ...)})``.
+    """
+    weight = head_params[layout.weight]  # (G, O, D)
+    out = torch.einsum("bd,god->gbo", z, weight)
+    if layout.bias is not None:
+        out = out + head_params[layout.bias][:, None, :]
+    if layout.squeeze:
+        out = out.squeeze(-1)
+
+    def loss_of(o: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        loss = task_losses([task], {task.name: o}, {task.name: y})[0]
+        return loss, loss
+
+    delta, loss = torch.func.vmap(torch.func.grad(loss_of, has_aux=True))(out, ys)
+    if layout.squeeze:
+        delta = delta[..., None]
+    grads = {layout.weight: torch.einsum("gbo,bd->god", delta, z)}
+    if layout.bias is not None:
+        grads[layout.bias] = delta.sum(1)
+    return RowFactors(delta, weight), loss, out, grads
+
+
+def _collect(model, tasks, group, first, loss, out, ys, head_param_grads, order, group_losses,
+             head_grads, metrics) -> None:
+    """Record a group's losses, head gradients and training metrics under its tasks."""
+    scores = torch.func.vmap(
+        lambda o, y: task_metrics([first], {first.name: o}, {first.name: y})
+    )(out.detach(), ys)
+    order += group
+    group_losses.append(loss)
+    for position, index in enumerate(group):
+        name = tasks[index].name
+        prefix = model.head_prefixes[name]
+        head_grads[index] = {prefix + n: g[position] for n, g in head_param_grads.items()}
+        for metric, values in scores.items():
+            metrics[f"{name}/{metric.split('/', 1)[1]}"] = values[position]
 
 
 def _own_params(model: SplitModel, params: Params, task: str) -> Params:
@@ -140,6 +233,6 @@ def _interchangeable_groups(model: SplitModel, tasks: Sequence[Task]) -> list[li
 def shared_jacobian(grads: TaskGradients, *, chunk_size: int | None = None) -> Params:
     """The exact per-task Jacobian wrt the shared parameters: leaves ``(T, *shape)``."""
     (rows,) = torch.func.vmap(grads.encoder_vjp, chunk_size=chunk_size)(
-        grads.representation_grads
+        representation_rows(grads)
     )
     return rows

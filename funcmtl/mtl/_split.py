@@ -23,10 +23,25 @@ import torch
 from torch import nn
 
 from funcmtl.functional import Apply
+from funcmtl.mtl._architectures import SqueezeLast
+from funcmtl.mtl._hard_sharing import RepresentationHead
 
 Params = dict[str, torch.Tensor]
 Encode = Callable[..., tuple[Any, Params]]
 Head = Callable[..., Any]
+
+
+class AffineHead(NamedTuple):
+    """A head that is one ``Linear`` of ``z``: ``out = z Wᵀ + b`` (then ``squeeze(-1)``).
+
+    Such a head's gradient with respect to ``z`` is ``δ W`` (``δ = ∂L/∂out``), so the per-task
+    representation gradients have a factored form whose Gramian and weighted sums never need
+    the ``(T, B, D)`` rows (:mod:`funcmtl.mtl._pertask`).
+    """
+
+    weight: str  # the weight's name among the head's own parameters, shape (O, D)
+    bias: str | None  # the bias's name, shape (O,), if any
+    squeeze: bool  # the output drops its last axis (O == 1)
 
 
 class SplitModel(NamedTuple):
@@ -49,6 +64,8 @@ class SplitModel(NamedTuple):
     # Encoder parameters that belong to one task each (only in a whole-model split): they get
     # the loss-weighted sum of their per-task gradients instead of the aggregate.
     encoder_task_names: tuple[str, ...] = ()
+    # Heads that are one Linear of z (see AffineHead): their gradients have a factored form.
+    affine_heads: dict[str, AffineHead] = {}
 
 
 def _strip(prefix: str, params: Params) -> Params:
@@ -114,7 +131,26 @@ def split_module(module: nn.Module) -> SplitModel:
         task_names=task_names,
         head_prefixes={t: f"tasks.heads.{t}." for t in heads},
         head_signatures={t: _signature(head) for t, head in heads.items()},
+        affine_heads={t: a for t, a in ((t, _affine(h)) for t, h in heads.items()) if a},
     )
+
+
+def _affine(head: nn.Module) -> AffineHead | None:
+    """The layout of a :class:`RepresentationHead` over a lone ``Linear`` (funcmtl's
+    ``output_head`` without hidden layers), else ``None``."""
+    if type(head) is not RepresentationHead:
+        return None
+    net = head.net
+    layers = list(net) if type(net) is nn.Sequential else [net]
+    prefix = "net.0." if type(net) is nn.Sequential else "net."
+    squeeze = len(layers) == 2 and type(layers[1]) is SqueezeLast
+    if not (len(layers) == 1 or squeeze) or type(layers[0]) is not nn.Linear:
+        return None
+    linear = layers[0]
+    if squeeze and linear.out_features != 1:
+        return None
+    bias = prefix + "bias" if linear.bias is not None else None
+    return AffineHead(prefix + "weight", bias, squeeze)
 
 
 def _signature(head: nn.Module) -> str:

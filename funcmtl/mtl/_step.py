@@ -24,7 +24,13 @@ from funcmtl import optim, random, train, tree
 from funcmtl import weightings as weightings_lib
 from funcmtl.aggregators._base import Aggregator, combine, gramian
 from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks
-from funcmtl.mtl._pertask import shared_jacobian, task_gradients
+from funcmtl.mtl._pertask import (
+    factored_combine,
+    factored_gramian,
+    representation_rows,
+    shared_jacobian,
+    task_gradients,
+)
 from funcmtl.mtl._split import SplitModel
 from funcmtl.mtl._tasks import Task, check_tasks, task_weights
 from funcmtl.weightings._base import Weighting
@@ -150,8 +156,9 @@ def make_step(
         )
     if data_parallel is not None:
         data_parallel.check_path(path)
+    weighs = aggregate.weights is not None  # a weighting of the Gramian (all but GradDrop)
     # GradDrop on the representation path needs every rank's rows, not only their Gramian.
-    gather_rows = path == "representation" and aggregate.weights is None
+    gather_rows = path == "representation" and not weighs
     static_weights = task_weights(tasks)  # each Task's fixed `weight`
     names = [task.name for task in tasks]
     missing = [n for n in names if n not in model.heads]
@@ -169,7 +176,10 @@ def make_step(
         )
         if data_parallel is not None:  # this rank's shard -> the full batch's quantities
             grads_t = data_parallel.task_gradients(grads_t, tasks, batch, path, gather_rows)
-        losses, z_rows = grads_t.losses, grads_t.representation_grads
+        losses = grads_t.losses
+        # Affine heads on the representation path: G and Σ wₜ ∂Lₜ/∂z from the factors δₜ Wₜ.
+        factors = grads_t.row_factors if path == "representation" and weighs else None
+        z_rows = None if path == "exact" or factors is not None else representation_rows(grads_t)
         shared = {
             n: state.params[n] for n in model.shared_names if n not in model.encoder_task_names
         }
@@ -189,6 +199,8 @@ def make_step(
                 chunks=parameter_chunks(shared, gramian_chunks),
                 chunk_size=chunk_size,
             )
+        elif factors is not None:
+            raw_gram = factored_gramian(factors)
         else:
             # Without shared parameters (soft sharing), the diagnostics use the tasks' own.
             raw_gram = gramian(rows if tree.leaves(rows) else own_rows)
@@ -201,7 +213,7 @@ def make_step(
         )
         loss_weights = loss_weights * static_weights.to(loss_weights)
 
-        if not tree.leaves(rows):
+        if factors is None and not tree.leaves(rows):
             direction, aggregator_state = {}, state.aggregator_state
         elif aggregate.weights is not None:
             # A Gramian weighting sees the Gramian of the loss-weighted gradients,
@@ -213,6 +225,8 @@ def make_step(
             combined = task_weights * loss_weights
             if path == "exact":
                 direction = combine(combined, rows)
+            elif factors is not None:
+                (direction,) = grads_t.encoder_vjp(factored_combine(combined, factors))
             else:
                 (direction,) = grads_t.encoder_vjp(combine(combined, z_rows))
         else:
