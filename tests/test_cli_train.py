@@ -180,6 +180,16 @@ def test_bad_files_exit_2(tmp_path, capsys, case, rows, targets, needle) -> None
     assert needle in err and "\n" not in err, case
 
 
+def test_mismatched_shapes_in_a_tensor_file_exit_2(tmp_path, capsys) -> None:
+    path = tmp_path / "data.pt"
+    torch.save({"x": torch.randn(10, 3), "label": torch.zeros(9, dtype=torch.int64)}, path)
+    code = main(["train", "--data", str(path), "--inputs", "x",
+                 "--targets", "label=classification(2)", "--steps", "2"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert "10" in err and "9" in err and "\n" not in err
+
+
 def test_user_csv_trains(table_csv, capsys) -> None:
     code = main(["train", "--data", str(table_csv), "--targets", "label=classification",
                  "value=regression", "--steps", "5", "--hidden", "8"])
