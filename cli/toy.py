@@ -8,7 +8,8 @@ from typing import Literal
 
 import torch
 
-from funcmtl import datasets, experiment
+from cli.compare import parse_method
+from funcmtl import aggregators, datasets, experiment, random
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,9 +37,6 @@ class Toy:
 def run(config: Toy) -> int:
     if config.steps < 1 or not config.lr > 0:
         raise ValueError(f"--steps and --lr must be positive; got {config.steps}, {config.lr}.")
-    from cli.compare import parse_method
-    from funcmtl import aggregators, random
-
     results, rows = {}, []
     scale = datasets.TOY_SCALES[config.starts]
     for text in config.methods:

@@ -111,7 +111,8 @@ def test_compare_two_methods_two_seeds(tmp_path, capsys) -> None:
     assert set(data["methods"]) == {"mean", "mgda"}
     for result in data["methods"].values():
         members = result["test"]["left"]["accuracy"]["members"]
-        assert len(members) == 2 and members[0] != members[1]  # two seeds, two models
+        losses = result["test"]["left"]["loss"]["members"]
+        assert len(members) == 2 and losses[0] != losses[1]  # two seeds, two models
         mean = sum(members) / 2
         assert result["test"]["left"]["accuracy"]["mean"] == pytest.approx(mean)
         assert isinstance(result["delta_m_percent"], float)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 Arch = Literal["hard_sharing", "mmoe", "cgc", "ple", "cross_stitch", "soft_sharing"]
-Path_ = Literal["exact", "gramian", "representation"]
+GradientPath = Literal["exact", "gramian", "representation"]
 OptimizerName = Literal["adam", "adamw", "sgd", "rmsprop"]
 
 
@@ -47,7 +47,7 @@ class TrainConfig:
     """Options of the method as key=value, e.g. 'c=0.4' for cagrad."""
     weighting: str = "equal"
     """Loss weighting combined with an aggregator ``--method``."""
-    path: Path_ = "exact"
+    path: GradientPath = "exact"
     """Per-task gradients wrt the shared parameters (exact, gramian) or the representation."""
     optimizer: OptimizerName = "adam"
     """Optimizer."""
@@ -186,7 +186,10 @@ def check(config: TrainConfig) -> None:
         if value < 0:
             raise ValueError(f"--{name.replace('_', '-')} must be >= 0; got {value}.")
     if any(w < 1 for w in (*config.hidden, *config.head_hidden)):
-        raise ValueError("--hidden and --head-hidden widths must be positive integers.")
+        raise ValueError(
+            "--hidden and --head-hidden widths must be positive integers; got "
+            f"{list(config.hidden)} and {list(config.head_hidden)}."
+        )
     if config.resume and config.out is None:
         raise ValueError("--resume needs --out DIR: the run directory to continue.")
 
