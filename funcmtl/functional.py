@@ -164,6 +164,11 @@ class Apply:
         self._check_names(buffers, self.buffer_names, "buffers")
         if key is not None:
             random.check_key(key)
+            if key.dim() != 1:
+                raise ValueError(
+                    f"`key` must be a single key of shape (2,); got {tuple(key.shape)}. For "
+                    "one key per ensemble member, vmap `apply` over the keys."
+                )
         definition = self._train if train else self._eval
         # BatchNorm updates running stats in place: give it copies, hand them back.
         new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers

@@ -4,6 +4,11 @@ A *key* is an ``int64`` tensor of shape ``(2,)`` holding two 32-bit words. Every
 function in funcmtl takes a key and is a pure function of it: the same key always gives the
 same numbers, on CPU and CUDA alike, and nothing reads or advances torch's global generator.
 
+A *batch of keys* ``(*B, 2)`` (e.g. ``split(k, 8)``) is mapped over: every function here
+treats each key of the batch on its own and puts the batch axes first in its result, so
+``f(keys, ...)[i] == f(keys[i], ...)`` — exactly what ``vmap(f)`` over the keys computes.
+Only :func:`key_to_seed` and :func:`torch_seed` need one key ``(2,)``.
+
 Random bits come from a counter-based hash (element ``i`` of a draw is ``hash(key, i)``), built
 from plain integer tensor ops. So keys work inside ``torch.func.vmap``: vmapping over a stack of
 K keys ``(K, 2)`` gives each member its own stream, and member k's numbers are the same as a
@@ -80,7 +85,7 @@ def key(seed: int) -> torch.Tensor:
 
 
 def check_key(k: torch.Tensor, name: str = "key") -> None:
-    """Raise ``ValueError`` unless ``k`` is a key: an int64 tensor whose last axis has size 2."""
+    """Raise ``ValueError`` unless ``k`` is a key ``(2,)`` or a batch of keys ``(*B, 2)``."""
     if not isinstance(k, torch.Tensor) or k.dtype != torch.int64 or k.shape[-1:] != (2,):
         found = (
             f"{k.dtype} tensor of shape {tuple(k.shape)}"
@@ -88,8 +93,8 @@ def check_key(k: torch.Tensor, name: str = "key") -> None:
             else type(k).__name__
         )
         raise ValueError(
-            f"`{name}` must be a key (int64 tensor of shape (2,), from fm.random.key); "
-            f"got {found}."
+            f"`{name}` must be a key (int64 tensor of shape (2,), from fm.random.key, or a "
+            f"batch of keys (..., 2)); got {found}."
         )
 
 
@@ -104,21 +109,24 @@ def bits(k: torch.Tensor, counter: torch.Tensor) -> torch.Tensor:
     """
     check_key(k)
     # Per-key work first (a few scalar ops), then two bijective mixing rounds per element.
-    trailing = (1,) * (counter.dim() - (k.dim() - 1))
-    salt = _mix32(k[..., 0] ^ _GOLDEN).reshape(*k.shape[:-1], *trailing)
-    offset = k[..., 1].reshape(*k.shape[:-1], *trailing)
+    shape = (*k.shape[:-1], *(1,) * (counter.dim() - (k.dim() - 1)))
+    salt = _mix32(k[..., 0] ^ _GOLDEN).reshape(shape)
+    offset = k[..., 1].reshape(shape)
     x = _mix32((counter & _MASK32) ^ salt)
     return _mix32((x + offset + _GOLDEN) & _MASK32)
 
 
 def split(k: torch.Tensor, num: int = 2) -> torch.Tensor:
-    """Split a key into ``num`` new independent keys, shape ``(num, 2)``."""
-    if not isinstance(num, int) or num < 1:
+    """Split a key into ``num`` new independent keys: ``(2,) -> (num, 2)``.
+
+    A batch of keys ``(*B, 2)`` gives ``(*B, num, 2)``, row ``i`` being ``split(k[i], num)``.
+    """
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"`num` must be a positive integer; got {num!r}.")
     check_key(k)
-    counter = torch.arange(2 * num, device=k.device, dtype=torch.int64)
+    counter = _counters((2 * num,), k.device).expand(*k.shape[:-1], 2 * num)
     domain = k ^ torch.tensor([_SPLIT_DOMAIN, 0], device=k.device, dtype=torch.int64)
-    return bits(domain, counter).reshape(num, 2)
+    return bits(domain, counter).reshape(*k.shape[:-1], num, 2)
 
 
 def fold_in(k: torch.Tensor, data: int | torch.Tensor) -> torch.Tensor:
@@ -126,16 +134,19 @@ def fold_in(k: torch.Tensor, data: int | torch.Tensor) -> torch.Tensor:
 
     ``data`` may be a Python int or an int64 tensor of any shape ``D`` (e.g. the train state's
     step counter, or ``arange(T)`` for one key per task at once): the result has shape
-    ``(*D, 2)``. Works inside vmap and ``torch.compile``.
+    ``(*D, 2)``. A batch of keys ``(*B, 2)`` gives ``(*B, *D, 2)``, row ``i`` being
+    ``fold_in(k[i], data)`` (for one datum per key, ``vmap(fold_in)(keys, data)``). Works
+    inside vmap and ``torch.compile``.
     """
     check_key(k)
     data = torch.as_tensor(data, dtype=torch.int64, device=k.device)
+    shape = (*k.shape[:-1], *(1,) * data.dim())
     # The high 32 bits of `data` go into the key, the low ones into the counter.
     high = _mix32(((data >> 32) & _MASK32) ^ _FOLD_DOMAIN)
-    word0 = k[..., 0] ^ high
-    domain = torch.stack([word0, k[..., 1].expand_as(word0)], dim=-1)
-    low = (data & _MASK32) * 2
-    return bits(domain, torch.stack([low, low + 1], dim=-1))
+    word0 = k[..., 0].reshape(shape) ^ high
+    word1 = k[..., 1].reshape(shape).expand_as(word0)
+    low = ((data & _MASK32) * 2).expand_as(word0)
+    return bits(torch.stack([word0, word1], dim=-1), torch.stack([low, low + 1], dim=-1))
 
 
 def _counters(shape: Sequence[int], device: torch.device) -> torch.Tensor:
@@ -143,6 +154,12 @@ def _counters(shape: Sequence[int], device: torch.device) -> torch.Tensor:
     for s in shape:
         numel *= int(s)
     return torch.arange(numel, device=device, dtype=torch.int64).reshape(tuple(shape))
+
+
+def _draw(k: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """``bits`` for every element of ``shape``, per key: ``(*B, 2) -> (*B, *shape)``."""
+    check_key(k)
+    return bits(k, _counters(shape, k.device).expand((*k.shape[:-1], *shape)))
 
 
 def uniform(
@@ -153,8 +170,11 @@ def uniform(
     high: float | torch.Tensor = 1.0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """Uniform samples in the open interval ``(low, high)`` of the given shape."""
-    raw = bits(k, _counters(shape, k.device))
+    """Uniform samples in the open interval ``(low, high)`` of the given shape.
+
+    A batch of keys ``(*B, 2)`` gives ``(*B, *shape)``, one draw per key (as every sampler).
+    """
+    raw = _draw(k, shape)
     if dtype == torch.float64:
         unit = (raw.to(torch.float64) + 0.5) * 2.0**-32
     else:
@@ -168,7 +188,7 @@ def normal(
     k: torch.Tensor, shape: Sequence[int], *, dtype: torch.dtype = torch.float32
 ) -> torch.Tensor:
     """Standard normal samples (Box–Muller transform of two uniform streams)."""
-    k1, k2 = split(k)
+    k1, k2 = split(k).unbind(-2)
     u1 = uniform(k1, shape, dtype=torch.float64 if dtype == torch.float64 else torch.float32)
     u2 = uniform(k2, shape, dtype=u1.dtype)
     return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(2.0 * torch.pi * u2)).to(dtype)
@@ -186,7 +206,7 @@ def randint(k: torch.Tensor, shape: Sequence[int], low: int, high: int) -> torch
     if high <= low:
         raise ValueError(f"`high` must be greater than `low`; got low={low}, high={high}.")
     span = high - low
-    raw = bits(k, _counters(shape, k.device))
+    raw = _draw(k, shape)
     # Multiply-shift maps 32 random bits onto [0, span) with bias below span / 2^32.
     return low + ((raw * span) >> 32) if span < 2**31 else low + raw % span
 
@@ -197,8 +217,7 @@ def permutation(k: torch.Tensor, n: int) -> torch.Tensor:
     With a batch of keys ``(*batch, 2)`` the result is ``(*batch, n)``: one permutation per key,
     each equal to the one that key gives alone.
     """
-    counters = _counters((n,), k.device).expand(*k.shape[:-1], n)
-    return torch.argsort(bits(k, counters), dim=-1)
+    return torch.argsort(_draw(k, (n,)), dim=-1)
 
 
 def key_to_seed(k: torch.Tensor) -> int:

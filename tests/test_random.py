@@ -89,3 +89,42 @@ def test_batched_fold_in_and_permutation_equal_one_key_at_a_time():
     assert orders.shape == (5, 7)
     for i in range(5):
         assert torch.equal(orders[i], fr.permutation(keys[i], 7))
+
+
+def test_batched_keys_map_over_leading_axes_like_vmap():
+    keys = fr.split(fr.key(0), 3)  # (3, 2)
+    grid = keys.reshape(3, 1, 2).expand(3, 2, 2)  # (3, 2, 2): two batch axes
+    data = torch.tensor([4, 2**33 + 1])
+    folded = fr.fold_in(keys, 7)
+    assert folded.shape == (3, 2)
+    assert fr.fold_in(keys, data).shape == (3, 2, 2)
+    assert fr.split(grid, 4).shape == (3, 2, 4, 2)
+    for i in range(3):
+        assert torch.equal(folded[i], fr.fold_in(keys[i], 7))
+        assert torch.equal(fr.fold_in(keys, data)[i], fr.fold_in(keys[i], data))
+        assert torch.equal(fr.split(keys, 4)[i], fr.split(keys[i], 4))
+        assert torch.equal(fr.split(grid, 4)[i, 1], fr.split(keys[i], 4))
+        for draw in (
+            lambda k: fr.uniform(k, (2, 5)),
+            lambda k: fr.normal(k, (5,), dtype=torch.float64),
+            lambda k: fr.bernoulli(k, 0.3, (6,)),
+            lambda k: fr.randint(k, (4,), 0, 9),
+        ):
+            assert torch.equal(draw(keys)[i], draw(keys[i]))
+    # The batched call is the vmapped one (where each member sees a single key).
+    vmapped = torch.func.vmap(lambda k: fr.uniform(fr.fold_in(k, 7), (5,)))(keys)
+    assert torch.equal(vmapped, fr.uniform(fr.fold_in(keys, 7), (5,)))
+
+
+def test_keys_that_need_a_single_key_refuse_a_batch_clearly():
+    keys = fr.split(fr.key(0), 3)
+    single = r"`key` must be a single key of shape \(2,\); got \(3, 2\)"
+    with pytest.raises(ValueError, match=single):
+        fr.key_to_seed(keys)
+    with pytest.raises(ValueError, match=single):
+        fm.init(torch.nn.Linear(2, 2), keys)
+    apply, params, buffers = fm.functional(torch.nn.Sequential(torch.nn.Dropout(0.5)))
+    with pytest.raises(ValueError, match=single + r".*vmap"):
+        apply(params, buffers, torch.ones(4, 3), train=True, key=keys)
+    with pytest.raises(ValueError, match=r"shape \(2,\).*got torch.int64 tensor of shape \(\)"):
+        fr.fold_in(torch.tensor(3), 1)
