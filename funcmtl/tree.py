@@ -112,14 +112,32 @@ def zeros_like(tree: PyTree) -> PyTree:
     return pytree.tree_map(torch.zeros_like, tree)
 
 
+def _check_same_shapes(a: PyTree, b: PyTree, what: str) -> tuple[list, list]:
+    """The leaves of ``a`` and ``b``, after checking that they match in structure and shape."""
+    check_same_structure([a, b], what=what)
+    xs, ys = leaves(a), leaves(b)
+    for name, x, y in zip(_paths(a), xs, ys, strict=True):
+        if x.shape != y.shape:
+            raise ValueError(
+                f"{what} must have leaves of one shape (no broadcasting): leaf {name} has shape "
+                f"{tuple(x.shape)} in one tree and {tuple(y.shape)} in the other."
+            )
+    return xs, ys
+
+
+def _leafwise(fn: Callable[..., torch.Tensor], a: PyTree, b: PyTree, what: str) -> PyTree:
+    xs, ys = _check_same_shapes(a, b, what)
+    return pytree.tree_unflatten([fn(x, y) for x, y in zip(xs, ys, strict=True)], structure(a))
+
+
 def add(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a + b``."""
-    return map(torch.add, a, b)
+    """Leafwise ``a + b``; every leaf of ``b`` must have the shape of ``a``'s."""
+    return _leafwise(torch.add, a, b, "fm.tree.add arguments")
 
 
 def sub(a: PyTree, b: PyTree) -> PyTree:
-    """Leafwise ``a - b``."""
-    return map(torch.sub, a, b)
+    """Leafwise ``a - b``; every leaf of ``b`` must have the shape of ``a``'s."""
+    return _leafwise(torch.sub, a, b, "fm.tree.sub arguments")
 
 
 def scale(tree: PyTree, factor: float | torch.Tensor) -> PyTree:
@@ -128,9 +146,9 @@ def scale(tree: PyTree, factor: float | torch.Tensor) -> PyTree:
 
 
 def dot(a: PyTree, b: PyTree) -> torch.Tensor:
-    """Inner product ``Σ_leaves Σ a·b`` as a 0-dim tensor."""
-    check_same_structure([a, b], what="fm.tree.dot arguments")
-    products = [torch.sum(x * y) for x, y in zip(leaves(a), leaves(b), strict=True)]
+    """Inner product ``Σ_leaves Σ a·b`` as a 0-dim tensor; leaves must match in shape."""
+    xs, ys = _check_same_shapes(a, b, "fm.tree.dot arguments")
+    products = [torch.sum(x * y) for x, y in zip(xs, ys, strict=True)]
     return torch.stack(products).sum()
 
 

@@ -459,3 +459,23 @@ def test_partition_unknown_or_missing_label() -> None:
     with pytest.raises(ValueError, match=r"`labels`.*missing leaves") as e:
         opt.init(params)
     assert "heads.0.w" in str(e.value)
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0, float("nan"), float("inf")])
+def test_tensor_hyperparameters_outside_their_range_are_refused_like_numbers(value) -> None:
+    lr = torch.tensor(value)
+    for make in (O.sgd, O.adam, O.adamw, O.rmsprop):
+        with pytest.raises(ValueError, match=r"`learning_rate` must be a positive number") as e:
+            make(lr)
+        assert f"got {lr!r}." in str(e.value)
+    with pytest.raises(ValueError, match=r"`b1` must be a number in \[0, 1\).*got tensor\(1\.5"):
+        O.adam(1e-3, b1=torch.tensor(1.5))
+    with pytest.raises(ValueError, match=r"`max_norm` must be a positive number"):
+        O.clip_by_global_norm(torch.tensor(value))
+    # In range, a tensor is taken as it is; under vmap (a sweep) values are not read.
+    O.adam(torch.tensor(1e-3), b1=torch.tensor(0.9))
+    params = {"w": torch.ones(3)}
+    lrs = torch.tensor([0.1, 0.2])
+    moved = torch.func.vmap(lambda r: O.apply_updates(
+        params, O.sgd(r).update(params, O.sgd(r).init(params))[0]))(lrs)
+    torch.testing.assert_close(moved["w"], 1.0 - lrs[:, None].expand(2, 3))

@@ -95,3 +95,12 @@ def test_dicts_with_the_same_keys_in_another_order_are_named_as_such():
     a = {"w": torch.zeros(2), "b": torch.zeros(1)}
     with pytest.raises(ValueError, match="different order"):
         fm.tree.map(torch.add, a, {"b": torch.zeros(1), "w": torch.zeros(2)})
+
+
+@pytest.mark.parametrize("op", [fm.tree.add, fm.tree.sub, fm.tree.dot])
+def test_binary_ops_refuse_leaves_of_different_shapes(op):
+    a = {"w": torch.ones(2, 3), "b": torch.ones(2)}
+    with pytest.raises(ValueError, match=r"leaf \['b'\] has shape \(2,\) in one tree and \(1,\)"):
+        op(a, {"w": torch.ones(2, 3), "b": torch.ones(1)})
+    with pytest.raises(ValueError, match=r"leaf \['w'\] has shape \(2, 3\) in one tree and \(3,\)"):
+        op(a, {"w": torch.ones(3), "b": torch.ones(2)})

@@ -1,8 +1,9 @@
 """Input checks shared by every factory and every ``update``, with one message template.
 
-Python-number hyperparameters are checked once, when the transform is built. Tensor
-hyperparameters must be 0-dim but their values are not checked: reading a value would need
-``.item()``, which breaks ``vmap`` sweeps and forces a device sync.
+Hyperparameters are checked when the transform is built. A tensor must be 0-dim, and its
+value is checked like a number's when reading it is free: a plain CPU tensor. Inside ``vmap``
+(a sweep), under ``torch.compile`` or on an accelerator the value is not read, since that
+would need ``.item()``: impossible under vmap, a graph break, a device sync.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import Tensor
 from torch.utils import _pytree as pytree
 
@@ -61,16 +63,31 @@ def check_hyperparameter(
             raise ValueError(
                 f"`{name}` must be {expected}; got a tensor of shape {tuple(value.shape)}."
             )
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        if not _readable(value):
+            return
+        number = float(value)
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"`{name}` must be {expected}; got {value!r} of type {type(value)}.")
-    inside = math.isfinite(value)
+    else:
+        number = value
+    inside = math.isfinite(number)
     if low is not None:
-        inside = inside and (value > low if low_open else value >= low)
+        inside = inside and (number > low if low_open else number >= low)
     if high is not None:
-        inside = inside and (value < high if high_open else value <= high)
+        inside = inside and (number < high if high_open else number <= high)
     if not inside:
         raise ValueError(f"`{name}` must be {expected}; got {value!r}.")
+
+
+def _readable(value: Tensor) -> bool:
+    """Whether reading ``value`` costs nothing: an ordinary CPU tensor outside any transform."""
+    return (
+        value.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and not torch._C._functorch.is_functorch_wrapped_tensor(value)
+        and type(value) in (Tensor, torch.nn.Parameter)
+        and not value.is_complex()
+    )
 
 
 def is_zero(value: Any) -> bool:
