@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -25,6 +24,8 @@ import torch
 
 from funcmtl import data as data_lib
 from funcmtl import optim, random, tree
+from funcmtl._early_stopping import EarlyStopping
+from funcmtl._means import MetricMeans
 
 PyTree = Any
 Params = dict[str, torch.Tensor]
@@ -193,40 +194,6 @@ def evaluate(
     return {name: float(fn(outputs, y)) for name, fn in metrics.items()}
 
 
-class EarlyStopping(NamedTuple):
-    """Stop when a monitored value has not improved for ``patience`` evaluations.
-
-    Immutable: :meth:`update` returns the next value. ``mode="min"`` for losses, ``"max"`` for
-    accuracies. An improvement must beat the best by more than ``min_delta``.
-    """
-
-    patience: int
-    mode: str = "min"
-    min_delta: float = 0.0
-    best: float = math.nan
-    best_index: int = -1
-    index: int = -1
-
-    def update(self, value: float) -> EarlyStopping:
-        if self.mode not in ("min", "max"):
-            raise ValueError(f"`mode` must be 'min' or 'max'; got {self.mode!r}.")
-        sign = 1.0 if self.mode == "min" else -1.0
-        index = self.index + 1
-        improved = math.isnan(self.best) or sign * (self.best - value) > self.min_delta
-        if improved and math.isfinite(value):
-            return self._replace(best=value, best_index=index, index=index)
-        return self._replace(index=index)
-
-    @property
-    def improved(self) -> bool:
-        """Whether the latest update was the best so far."""
-        return self.best_index == self.index
-
-    @property
-    def should_stop(self) -> bool:
-        return self.index - self.best_index >= self.patience
-
-
 class FitResult(NamedTuple):
     state: TrainState  # the last state
     best_state: TrainState  # the state at the best evaluation (the last one without eval)
@@ -264,7 +231,8 @@ def fit(
         evaluate_fn: ``state -> {name: value}`` run after every epoch (e.g. validation).
         monitor: the key of ``evaluate_fn``'s result (or a train metric) to early-stop on.
         patience: evaluations without improvement before stopping; ``None`` never stops.
-        log: called with each epoch's row (train metrics averaged over batches and members).
+        log: called with each epoch's row (train metrics averaged over batches and members;
+            a task metric skips the batches where it is ``NaN``, i.e. not measured).
         members: train a stacked ensemble of this many members.
         member_indices: ``(K, n)`` per-member example indices (bagging, see
             :func:`funcmtl.data.bootstrap`); needs a step built with ``per_member_batch``.
@@ -287,17 +255,14 @@ def fit(
     state = tree.map(torch.clone, state)
     best_state, history = tree.map(torch.clone, state), []
     for epoch in range(epochs):
-        sums: dict[str, torch.Tensor] = {}
-        count = 0
+        means = MetricMeans()
         for batch in data_lib.batches(
             train_data, batch_size, key=data_key, epoch=epoch, member_indices=member_indices
         ):
             state, metrics = step(state, batch, keys_at(state.step))
-            for name, value in metrics.items():
-                sums[name] = sums.get(name, 0.0) + value.detach()
-            count += 1
+            means.add(metrics)
         row = {"epoch": float(epoch)}
-        row.update({f"train_{n}": float(v.mean()) / count for n, v in sums.items()})
+        row.update({f"train_{n}": v for n, v in means.result().items()})
         if evaluate_fn is not None:
             row.update(evaluate_fn(state))
         if log is not None:

@@ -10,7 +10,9 @@ A :class:`Task` names one output of a multi-task model; its output and target sh
 Missing labels are common in multi-task data (not every example is annotated for every
 task). ``mask_value`` marks them in the targets (``-1`` for class ids, ``NaN`` for floats);
 :func:`task_losses` and :func:`task_metrics` then mask those entries out, with
-``torch.where`` and no branching on values, so both run under ``torch.func.vmap``.
+``torch.where`` and no branching on values, so both run under ``torch.func.vmap``. A task
+with no labelled example in a batch has loss 0 (it adds nothing to training) and metrics
+``NaN`` (it was not measured; a 0 would read as a score).
 
 Example:
     >>> tasks = [
@@ -259,13 +261,19 @@ def task_metrics(
     masks: Mapping[str, Tensor] | None = None,
 ) -> dict[str, Tensor]:
     """Every task's metrics as ``{"task/metric": 0-dim tensor}`` (vmap-able, see
-    :func:`task_losses` for the arguments)."""
+    :func:`task_losses` for the arguments).
+
+    A task with no labelled example scores ``NaN`` ("not measured", where its loss is 0):
+    averages over batches or tasks should skip it (``torch.nanmean``).
+    """
     scores = {}
     for task, out, tgt, mask in _per_task(tasks, outputs, targets, masks):
+        measured = None if mask is None else (mask != 0).any()
         for name, metric in task.metrics.items():
-            scores[f"{task.name}/{name}"] = _call(
-                metric, task, f"metric {name!r}", out, tgt, mask=mask
-            )
+            score = _call(metric, task, f"metric {name!r}", out, tgt, mask=mask)
+            if measured is not None:
+                score = torch.where(measured, score, torch.nan)
+            scores[f"{task.name}/{name}"] = score
     return scores
 
 
