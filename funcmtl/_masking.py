@@ -32,8 +32,12 @@ def check_float(x: Tensor, name: str) -> None:
 
 def check_pair(
     pred: Tensor, target: Tensor, *, pred_name: str = "pred", target_name: str = "target"
-) -> None:
-    """Check a floating point ``pred (N, ...)`` and a ``target`` of the same shape."""
+) -> Tensor:
+    """Check a floating point ``pred (N, ...)`` and a ``target`` of the same shape.
+
+    Returns ``target`` in ``pred``'s dtype: the model's dtype sets the loss's, whatever the
+    data loader produced (it collates numpy floats to float64).
+    """
     check_float(pred, pred_name)
     if pred.ndim == 0:
         raise ValueError(
@@ -45,6 +49,7 @@ def check_pair(
             f"`{target_name}` must have the shape of `{pred_name}` {format_shape(pred.shape)};"
             f" got {found}."
         )
+    return target.to(pred.dtype)
 
 
 def check_class_ids(labels: Tensor, n: int, what: str, shape: torch.Size) -> None:

@@ -14,7 +14,9 @@ they are replaced by a harmless value with ``torch.where`` *before* the loss, be
 Shapes: classification takes ``logits (N, C)`` and ``labels (N,)``; the others take
 ``pred`` and ``target`` of one shape ``(N, ...)``. A mask is ``(N,)`` (whole examples; for
 ``pred (N, D)`` the mean runs over all ``D`` elements of each valid example) or, for the
-elementwise losses, the full shape of ``pred`` (element by element).
+elementwise losses, the full shape of ``pred`` (element by element). Float targets are cast
+to ``pred``'s dtype, so the loss has the model's dtype (float64 targets from a DataLoader
+do not turn a float32 model's loss and gradients into float64).
 
 Example:
     >>> import torch, funcmtl as fm
@@ -114,9 +116,9 @@ def binary_cross_entropy(
     Returns:
         A 0-dim tensor; 0 when nothing is valid.
     """
-    check_pair(logits, targets, pred_name="logits", target_name="targets")
+    targets = check_pair(logits, targets, pred_name="logits", target_name="targets")
     weights = mask_weights(mask, logits, logits.dtype, elementwise=True)
-    targets = sanitize(targets.to(logits.dtype), weights)
+    targets = sanitize(targets, weights)
     softplus_neg = torch.nn.functional.softplus(-logits)
     if pos_weight is None:
         loss = (1.0 - targets) * logits + softplus_neg
@@ -141,14 +143,14 @@ def mse(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
         target: the shape of ``pred``; masked-out entries may be NaN.
         mask: ``(N,)`` or the shape of ``pred``, bool or float weights.
     """
-    check_pair(pred, target)
+    target = check_pair(pred, target)
     weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
     return _weighted_mean((pred - sanitize(target, weights)).square(), weights)
 
 
 def l1(pred: Tensor, target: Tensor, *, mask: Tensor | None = None) -> Tensor:
     """Mean absolute error ``mean |pred - target|`` over valid elements (see :func:`mse`)."""
-    check_pair(pred, target)
+    target = check_pair(pred, target)
     weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
     return _weighted_mean((pred - sanitize(target, weights)).abs(), weights)
 
@@ -165,7 +167,7 @@ def huber(
         Huber, `Robust Estimation of a Location Parameter
         <https://doi.org/10.1214/aoms/1177703732>`_, 1964.
     """
-    check_pair(pred, target)
+    target = check_pair(pred, target)
     if not float(delta) > 0.0:
         raise ValueError(f"`delta` must be positive; got {delta}.")
     weights = mask_weights(mask, pred, pred.dtype, elementwise=True)

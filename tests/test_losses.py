@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import vmap
 
-from funcmtl import losses
+from funcmtl import losses, metrics
 
 N, C, D = 32, 5, 3
 
@@ -251,3 +251,21 @@ def test_bad_input_messages():
     with pytest.raises(ValueError, match=r"`pos_weight` must broadcast to `logits.shape\[1:\]` "
                        r"\(3,\); got \(2,\)\."):
         losses.binary_cross_entropy(pred, pred.sigmoid(), pos_weight=torch.ones(2))
+
+
+@pytest.mark.parametrize("name", ["mse", "l1", "huber", "binary_cross_entropy"])
+def test_float64_targets_are_cast_to_the_prediction_dtype(name):
+    # A DataLoader collates numpy float64 targets to float64: the loss stays in pred's dtype.
+    g = torch.Generator().manual_seed(0)
+    pred = torch.randn(8, 2, generator=g, requires_grad=True)
+    target = torch.rand(8, 2, generator=g, dtype=torch.float64)
+    loss = getattr(losses, name)(pred, target)
+    assert loss.dtype == torch.float32
+    reference = getattr(losses, name)(pred.detach().double(), target)
+    torch.testing.assert_close(loss.double(), reference, rtol=1e-6, atol=1e-6)
+    (grad,) = torch.autograd.grad(loss, pred)
+    assert grad.dtype == torch.float32
+    r2 = metrics.r2(pred.detach(), target)
+    assert r2.dtype == torch.float32
+    torch.testing.assert_close(r2.double(), metrics.r2(pred.detach().double(), target),
+                               rtol=1e-5, atol=1e-6)

@@ -75,3 +75,16 @@ def test_fit_averages_metrics_over_the_batches_that_measured_them():
     assert result.history[0]["train_a/mse"] == 2.0  # mean of 1 and 3; the NaN batch skipped
     assert math.isnan(result.history[1]["train_a/mse"])  # never measured in epoch 1
     assert result.history[0]["train_loss"] == 0.5
+
+
+def test_float64_regression_targets_keep_the_step_in_the_model_dtype():
+    tasks = [Task("b", "regression", 1), Task("c", "binary", 1)]
+    module = fm.mtl.hard_sharing_mlp(4, (8,), tasks)
+    params, buffers = fm.init(module, fm.random.key(0))
+    opt = fm.optim.sgd(0.1)
+    state = fm.mtl.init_state(params, buffers, tasks, opt, "mean")
+    step = fm.mtl.make_step(fm.mtl.split_module(module), tasks, opt, "mean")
+    targets = {"b": torch.randn(6, dtype=torch.float64), "c": torch.ones(6, dtype=torch.float64)}
+    new, metrics = step(state, (torch.randn(6, 4), targets), fm.random.key(1))
+    assert metrics["losses"].dtype == torch.float32 and metrics["b/mse"].dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in new.params.values())

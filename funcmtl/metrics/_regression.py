@@ -55,7 +55,7 @@ def r2(
             "`multioutput` must be 'uniform_average', 'variance_weighted' or 'raw_values';"
             f" got {multioutput!r}."
         )
-    check_pair(pred, target)
+    target = check_pair(pred, target)
     if pred.ndim > 2:
         raise ValueError(f"`pred` must have shape (N,) or (N, D); got {format_shape(pred.shape)}.")
     weights = mask_weights(mask, pred, pred.dtype, elementwise=True)
