@@ -69,6 +69,18 @@ def vote(logits: Tensor) -> Tensor:
     return counts.argmax(dim=-1)
 
 
+def mean_binary_logits(logits: Tensor) -> Tensor:
+    """Binary: the log-odds of the members' mean probability, ``(K, N, ...) -> (N, ...)``.
+
+    ``log p̄ - log(1 - p̄)`` with ``p̄ = mean_k σ(x_k)``, computed stably (``logsumexp`` of
+    ``log σ``): valid logits of the averaged ensemble, like :func:`mean_log_probs`.
+    """
+    dims_ok = isinstance(logits, Tensor) and logits.dim() >= 2
+    _check_members(logits, "logits", "(K, N, ...)", dims_ok)
+    log_positive = torch.logsumexp(torch.nn.functional.logsigmoid(logits), dim=0)
+    return log_positive - torch.logsumexp(torch.nn.functional.logsigmoid(-logits), dim=0)
+
+
 def mean_and_variance(predictions: Tensor) -> tuple[Tensor, Tensor]:
     """Regression: the members' mean and (population) variance, ``(K, N, ...) -> (N, ...)``.
 
