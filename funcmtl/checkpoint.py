@@ -9,6 +9,11 @@ run code, and one that tries is refused.
 The write is atomic: a temporary file in the same directory is written, fsynced and renamed
 onto the target, so a crash (or a full disk) mid-save leaves the previous checkpoint intact.
 
+The file also holds the SHA-256 of its contents (structure, metadata, every leaf's bytes);
+:func:`load` recomputes it and refuses a file whose bytes changed since (a flipped bit on
+disk or in a copy): "PATH is corrupt (checksum mismatch)". Checkpoints of format version 1,
+written before checksums, still load, without that check.
+
 :func:`load` rebuilds the tree with the structure of ``like``, a freshly initialised state of
 the same configuration (as ``equinox.tree_deserialise_leaves`` does), checks every leaf against
 it and moves each tensor to the device of the matching ``like`` leaf.
@@ -20,19 +25,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 import json
 import os
 import pickle
 import re
-import tempfile
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import torch.utils._pytree as pytree
+
+from funcmtl._atomic import atomic_write
 
 __all__ = ["CHECKPOINT", "atomic_write", "load", "save"]
 
@@ -42,53 +47,9 @@ CHECKPOINT = "checkpoint.pt"
 """The file name of a run's checkpoint inside its run directory."""
 
 _FORMAT = "funcmtl.checkpoint"
-_VERSION = 1
+_VERSION = 2
+_READS = (1, 2)  # version 1 (before checksums) still loads, unverified
 _SCALARS = {bool: "bool", int: "int", float: "float", type(None): "none"}
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> None:
-    """Write a file all at once: ``write`` fills a temporary file that then replaces ``path``.
-
-    The temporary file lives in ``path``'s directory (a rename is atomic only within one file
-    system) and is fsynced before the rename, so readers see either the old file or the
-    complete new one, never a torn write. On any exception the temporary file is removed and
-    an existing file at ``path`` is untouched.
-
-    Args:
-        path: the file to (re)place; its directory must exist.
-        write: called with the open binary temporary file.
-
-    Raises:
-        ValueError: if ``path``'s directory does not exist.
-    """
-    path = Path(path)
-    directory = path.parent
-    if not directory.is_dir():
-        raise ValueError(
-            f"cannot write {path}: directory {directory} does not exist; create it first."
-        )
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    # Makes the rename itself durable; some platforms (Windows) cannot open a directory.
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _entry(name: str, leaf: Any) -> dict[str, Any]:
@@ -153,7 +114,22 @@ def save(path: str | os.PathLike, tree: PyTree, *, metadata: dict | None = None)
         ],
         "metadata": metadata,
     }
+    payload["sha256"] = _digest(payload)
     atomic_write(path, lambda file: torch.save(payload, file))
+
+
+def _digest(payload: dict[str, Any]) -> str:
+    """SHA-256 of everything a checkpoint holds: structure, metadata and every leaf's bytes."""
+    digest = hashlib.sha256()
+    scalars = [None if isinstance(x, torch.Tensor) else x for x in payload["leaves"]]
+    head = [payload["format"], payload["version"], payload["structure"], payload["metadata"],
+            scalars]
+    digest.update(json.dumps(head, sort_keys=True).encode())
+    for leaf in payload["leaves"]:
+        if isinstance(leaf, torch.Tensor):
+            raw = leaf.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
+            digest.update(raw.numpy().tobytes() if raw.numel() else b"")
+    return digest.hexdigest()
 
 
 def _reason(error: Exception) -> str:
@@ -197,12 +173,25 @@ def _read(path: Path) -> dict[str, Any]:
             f"{path} is not a funcmtl checkpoint (expected one written by "
             "funcmtl.checkpoint.save); pass the checkpoint file of a funcmtl run."
         )
-    if payload.get("version") != _VERSION:
+    if payload.get("version") not in _READS:
         raise ValueError(
             f"{path} is a funcmtl checkpoint of format version {payload.get('version')}; this "
-            f"funcmtl reads version {_VERSION}; load it with the funcmtl that wrote it."
+            f"funcmtl reads versions {list(_READS)}; load it with the funcmtl that wrote it."
+        )
+    if payload["version"] >= 2 and payload.get("sha256") != _safe_digest(payload):
+        raise ValueError(
+            f"{path} is corrupt (checksum mismatch): its bytes changed after it was written; "
+            "restore it from a copy or start a new run."
         )
     return payload
+
+
+def _safe_digest(payload: dict[str, Any]) -> str | None:
+    """:func:`_digest`, or ``None`` where a damaged file makes it uncomputable."""
+    try:
+        return _digest(payload)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def load(path: str | os.PathLike, like: PyTree) -> tuple[PyTree, dict]:

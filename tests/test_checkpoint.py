@@ -251,3 +251,42 @@ def test_load_places_each_tensor_on_its_like_leafs_device(tmp_path):
     loaded, _ = checkpoint.load(tmp_path / "c.pt", like=like)
     assert loaded["w"].device.type == "meta" and loaded["b"].device.type == "cpu"
     assert torch.equal(loaded["b"], torch.zeros(3))
+
+
+def test_a_flipped_byte_anywhere_is_refused_or_harmless(tmp_path):
+    path = tmp_path / checkpoint.CHECKPOINT
+    state = make_state()
+    checkpoint.save(path, state, metadata={"step": 3})
+    data = path.read_bytes()
+    target = bits(state.params["b"]).numpy().tobytes()
+    inside = data.index(target) + 5  # a byte of a tensor's stored elements
+    refused = 0
+    for position in sorted({inside, *range(0, len(data), 61)}):
+        flipped = bytearray(data)
+        flipped[position] ^= 0x10
+        path.write_bytes(bytes(flipped))
+        try:
+            loaded, meta = checkpoint.load(path, like=state)
+        except ValueError as error:
+            assert "\n" not in str(error)
+            refused += 1
+            if position == inside:
+                assert str(error).startswith(f"{path} is corrupt (checksum mismatch)")
+            continue
+        # Accepted only where the byte is not data (zip padding, say): nothing changed.
+        assert position != inside and meta == {"step": 3}
+        for x, y in zip(torch.utils._pytree.tree_leaves(loaded),
+                        torch.utils._pytree.tree_leaves(state), strict=True):
+            assert torch.equal(bits(x), bits(y)) if isinstance(x, torch.Tensor) else x == y
+    assert refused > 10
+
+
+def test_checkpoints_of_version_1_without_a_checksum_still_load(tmp_path):
+    path = tmp_path / "old.pt"
+    state = {"x": torch.arange(3.0), "n": 4}
+    checkpoint.save(path, state, metadata={"step": 1})
+    payload = torch.load(path, weights_only=True)
+    old = {key: payload[key] for key in ("format", "structure", "leaves", "metadata")}
+    torch.save({**old, "version": 1}, path)
+    loaded, meta = checkpoint.load(path, like={"x": torch.zeros(3), "n": 0})
+    assert torch.equal(loaded["x"], torch.arange(3.0)) and loaded["n"] == 4 and meta == {"step": 1}
