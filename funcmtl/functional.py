@@ -11,10 +11,13 @@ running statistics are updated on a copy that comes back as ``new_buffers`` (ide
 ``buffers`` in eval mode, or ``{}`` for a module without buffers).
 
 Dropout is driven by the key: in the training copy of the definition every ``nn.Dropout``,
-``nn.Dropout1d/2d/3d`` is replaced by a key-driven equivalent (same ``p``, same scaling), so a
-forward pass is a pure function of ``(params, buffers, inputs, key)`` and runs per member
-under ``vmap``. Random ops a module calls itself (``F.dropout`` in ``forward``) still use
-torch's global generator; see :mod:`funcmtl.random` for how to seed it from a key.
+``nn.Dropout1d/2d/3d`` is replaced by a key-driven equivalent (same ``p``, same scaling), and
+the dropout a module calls itself (``F.dropout`` in a ``forward``, the attention dropout of
+``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer``) is routed to the key as well
+(:mod:`funcmtl._dropout`). So a forward pass is a pure function of ``(params, buffers,
+inputs, key)`` and runs per member under ``vmap``. Other random ops a module calls itself
+(``torch.randn`` in ``forward``) still use torch's global generator; see
+:mod:`funcmtl.random` for how to seed it from a key.
 
 ``init(module, key)`` draws fresh parameters by re-running the module's own
 ``reset_parameters`` logic with torch's generator seeded from the key.
@@ -30,86 +33,24 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import threading
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import nn
 
 from funcmtl import random
+from funcmtl._dropout import (
+    KeyedDropout,
+    KeyedRandomness,
+    dropout_scope,
+    may_call_random,
+    with_keyed_dropout,
+)
 
 __all__ = ["Apply", "functional", "init", "load_into"]
 
 Params = dict[str, torch.Tensor]
-
-_DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-
-
-class _DropoutContext(threading.local):
-    """The key (and optional rate override) of the forward pass running on this thread."""
-
-    def __init__(self) -> None:
-        self.key: torch.Tensor | None = None
-        self.rate: torch.Tensor | float | None = None
-        self.calls = 0
-
-
-_context = _DropoutContext()
-
-
-@contextlib.contextmanager
-def _dropout_scope(key: torch.Tensor | None, rate: torch.Tensor | float | None) -> Iterator[None]:
-    saved = (_context.key, _context.rate, _context.calls)
-    _context.key, _context.rate, _context.calls = key, rate, 0
-    try:
-        yield
-    finally:
-        _context.key, _context.rate, _context.calls = saved
-
-
-class KeyedDropout(nn.Module):
-    """Dropout whose mask comes from the key of the current ``apply`` call.
-
-    Each dropout call in a forward pass uses ``fold_in(key, call_index)``, so layers get
-    independent masks and the same key reproduces them. ``channelwise`` drops whole channels
-    (``(N, C, ...)`` inputs) like ``nn.Dropout1d/2d/3d``.
-    """
-
-    def __init__(self, p: float, channelwise: bool = False) -> None:
-        super().__init__()
-        self.p = p
-        self.channelwise = channelwise
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or (_context.rate is None and self.p == 0):
-            return x
-        if _context.key is None:
-            raise ValueError(
-                "This model has dropout, so `apply(..., train=True)` needs `key=`; got no key."
-            )
-        rate = self.p if _context.rate is None else _context.rate
-        step_key = random.fold_in(_context.key, _context.calls)
-        _context.calls += 1
-        shape = x.shape[:2] + (1,) * (x.dim() - 2) if self.channelwise else x.shape
-        keep = random.uniform(step_key, shape, dtype=x.dtype) >= rate
-        return x * keep.to(x.dtype) / (1.0 - rate)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}, channelwise={self.channelwise}"
-
-
-def _with_keyed_dropout(module: nn.Module) -> nn.Module:
-    """Replace torch dropout layers (in place, on a copy we own) by :class:`KeyedDropout`."""
-    for name, child in list(module.named_children()):
-        if isinstance(child, _DROPOUT_TYPES):
-            keyed = KeyedDropout(child.p, channelwise=type(child) is not nn.Dropout)
-            setattr(module, name, keyed)
-        else:
-            _with_keyed_dropout(child)
-    return module
-
 
 def _on_meta(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module).to("meta")
@@ -127,15 +68,20 @@ class Apply:
         train: run in training mode (dropout active, BatchNorm uses and updates batch stats).
         key: key for dropout; required when ``train=True`` and the module has dropout.
         dropout_rate: optional override of every dropout layer's rate (a number or a 0-dim
-            tensor, e.g. one rate per ensemble member under vmap).
+            tensor, e.g. one rate per ensemble member under vmap). Dropout a module calls
+            itself (attention dropout) keeps the rate it asks for.
     """
 
     def __init__(self, module: nn.Module) -> None:
         self._eval = _on_meta(module).eval()
-        self._train = _with_keyed_dropout(_on_meta(module)).train()
+        self._train = with_keyed_dropout(_on_meta(module)).train()
+        # Only modules that may call F.dropout & co themselves need the (per-op) mode.
+        self._mode = KeyedRandomness if may_call_random(self._train) else None
         self.param_names = tuple(name for name, _ in module.named_parameters())
         self.buffer_names = tuple(name for name, _ in module.named_buffers())
-        self.has_dropout = any(isinstance(m, KeyedDropout) for m in self._train.modules())
+        self.has_dropout = self._mode is not None or any(
+            isinstance(m, KeyedDropout) for m in self._train.modules()
+        )
 
     @staticmethod
     def _check_names(given: Any, expected: tuple[str, ...], what: str) -> None:
@@ -172,7 +118,8 @@ class Apply:
         definition = self._train if train else self._eval
         # BatchNorm updates running stats in place: give it copies, hand them back.
         new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers
-        with _dropout_scope(key, dropout_rate):
+        mode = self._mode() if train and self._mode is not None else contextlib.nullcontext()
+        with dropout_scope(key, dropout_rate), mode:
             outputs = torch.func.functional_call(
                 definition, (params, new_buffers), args, kwargs, strict=True
             )
