@@ -24,7 +24,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "remove_stale_temporaries"]
+__all__ = ["append_line", "atomic_write", "remove_stale_temporaries", "with_path"]
 
 
 def _umask() -> int:
@@ -65,7 +65,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     try:
         fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     except OSError as error:
-        raise _naming(error, path) from None
+        raise with_path(error, path) from None
     try:
         with os.fdopen(fd, "wb") as file:
             os.fchmod(file.fileno(), _mode_for(path))
@@ -77,16 +77,36 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         if isinstance(error, OSError):
-            raise _naming(error, path) from None
+            raise with_path(error, path) from None
         raise
     _fsync_directory(directory)
 
 
-def _naming(error: OSError, path: Path) -> OSError:
+def with_path(error: OSError, path: Path) -> OSError:
     """``error`` with ``path`` as its file name (a failed write on a descriptor has none)."""
     if error.errno is None:
         return error
     return type(error)(error.errno, error.strerror or os.strerror(error.errno), str(path))
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` to ``path`` (created with mode ``0o666 & ~umask``) all or nothing: a
+    failed write (a full disk) is cut back off, and raises ``OSError`` naming ``path``."""
+    data = memoryview(line.encode())
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise with_path(error, path) from None
+    try:
+        size = os.fstat(fd).st_size
+        while data:
+            data = data[os.write(fd, data):]
+    except OSError as error:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size)
+        raise with_path(error, path) from None
+    finally:
+        os.close(fd)
 
 
 def _fsync_directory(directory: Path) -> None:

@@ -7,6 +7,11 @@ Layout of ``out/``::
     checkpoint.pt   the latest train state (:mod:`funcmtl.checkpoint`)
     summary.json    the final results; written atomically
     tensorboard/    event files, only with ``tensorboard=True``
+    .lock           while a run is open: its OS lock and pid (:mod:`funcmtl._rundir_lock`)
+
+One run at a time: :meth:`RunDir.open` takes the directory's lock before it reads or writes
+anything and refuses a directory another run holds ("DIR is in use by another run (pid N)");
+:meth:`RunDir.close` (or the process's death) releases it.
 
 A record in ``metrics.jsonl``::
 
@@ -33,20 +38,22 @@ Example:
 
 from __future__ import annotations
 
-import enum
 import json
-import math
-import numbers
 import os
-from collections.abc import Collection, Iterator
-from pathlib import Path, PurePath
+import weakref
+from collections.abc import Collection
+from pathlib import Path
 from typing import Any
 
-import torch
+from funcmtl import _rundir_lock, checkpoint
+from funcmtl._atomic import append_line, atomic_write, remove_stale_temporaries
+from funcmtl._json import decode, differences, encode, scalars, write_encoded, write_json
+from funcmtl._metrics_log import read_records
 
-from funcmtl import checkpoint
-
-__all__ = ["CONFIG", "METRICS", "RESUMABLE_KEYS", "SPLITS", "SUMMARY", "TENSORBOARD", "RunDir"]
+__all__ = [
+    "CONFIG", "METRICS", "RESUMABLE_KEYS", "SPLITS", "SUMMARY", "TENSORBOARD", "RunDir",
+    "hold", "write_json",
+]
 
 CONFIG = "config.json"
 METRICS = "metrics.jsonl"
@@ -57,77 +64,21 @@ SPLITS = ("train", "val", "test")
 RESUMABLE_KEYS = frozenset({"device", "out", "resume", "steps", "tensorboard"})
 """Config keys that may change when a run is resumed (the default for ``ignore``)."""
 
-_MISSING = "<missing>"
-_NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+hold = _rundir_lock.hold
+"""``with hold(out):`` keep ``out``'s lock for a whole command (a run and what it writes
+after, e.g. ``summary.json``); a :meth:`RunDir.open` inside the block uses it."""
 
-
-def _encode(value: Any, where: str) -> Any:
-    """``value`` as plain JSON data: tensors as numbers, non-finite floats as strings."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().tolist()
-    if isinstance(value, dict):
-        return {str(k): _encode(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_encode(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if value is None or isinstance(value, str | bool):
-        return value
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real):
-        value = float(value)
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, PurePath):
-        return str(value)
-    if isinstance(value, enum.Enum):
-        return _encode(value.value, where)
-    raise ValueError(
-        f"{where} is a {type(value).__name__}, which cannot be written as JSON; pass numbers, "
-        "strings, lists, dicts or tensors."
-    )
-
-
-def _decode(value: Any) -> Any:
-    """Inverse of the non-finite encoding of :func:`_encode`."""
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    if isinstance(value, str):
-        return _NON_FINITE.get(value, value)
-    return value
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, indent=2, allow_nan=False) + "\n"
-
-
-def _write_json(path: Path, value: Any) -> None:
-    checkpoint.atomic_write(path, lambda file: file.write(_dumps(value).encode()))
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    """Atomically write ``value`` as JSON, encoded like ``config.json`` (tensors as numbers,
-    non-finite floats as the strings "nan", "inf", "-inf")."""
-    _write_json(Path(path), _encode(value, "value"))
-
-
-def _differences(stored: Any, given: Any, prefix: str = "") -> Iterator[tuple[str, Any, Any]]:
-    """Key paths (dotted) where two JSON configs differ, with both values."""
-    if isinstance(stored, dict) and isinstance(given, dict):
-        for key in sorted(set(stored) | set(given)):
-            yield from _differences(
-                stored.get(key, _MISSING), given.get(key, _MISSING), f"{prefix}{key}."
-            )
-    elif stored != given:
-        yield prefix.removesuffix("."), stored, given
-
+_WRITTEN = (CONFIG, METRICS, SUMMARY, checkpoint.CHECKPOINT)  # whose stale temporaries go
 
 class RunDir:
     """One training run's directory (final: build it with :meth:`open` or :meth:`existing`)."""
 
-    def __init__(self, out: Path, *, writer: Any = None) -> None:
+    def __init__(self, out: Path) -> None:
         self.out = out
-        self._writer = writer
+        self._writer: Any = None
+        self._writer_class: Any = None
+        self._pending: Any = None  # the config to write at the first write (see _commit)
+        self._finalizer: weakref.finalize | None = None
 
     @classmethod
     def open(
@@ -141,10 +92,15 @@ class RunDir:
     ) -> RunDir:
         """Start a run in a new or empty ``out``, or continue the run it holds.
 
-        A new run writes ``config.json``. A resumed run needs ``config.json`` equal to
-        ``config`` except for the keys in ``ignore``, and a checkpoint; ``config.json`` is then
-        rewritten with ``config`` (so it records this invocation's ``steps``, ``device``, ...).
-        Whenever this refuses, nothing in ``out`` has been modified.
+        First the directory's lock is taken (refused at once if another run holds it); it is
+        held until :meth:`close`. A new run writes ``config.json``. A resumed run needs
+        ``config.json`` equal to ``config`` except for the keys in ``ignore``, and a
+        checkpoint; ``config.json`` is rewritten with ``config`` (so it records this
+        invocation's ``device``, ...) only at the run's first write (:meth:`truncate_log`,
+        :meth:`log` or :meth:`write_summary`): load the checkpoint before, and a checkpoint
+        you refuse leaves ``out`` untouched. That first write also removes the temporary
+        files a killed writer left. Whenever this refuses, nothing in ``out`` has been
+        modified.
 
         Args:
             out: the run directory (the CLI's ``--out``).
@@ -156,46 +112,84 @@ class RunDir:
             tensorboard: also write every logged scalar to ``out/tensorboard``.
 
         Raises:
-            ValueError: if ``out`` holds a run and ``resume`` is false, holds other files,
-                holds no resumable run while ``resume`` is true, or the configs differ; if
-                ``tensorboard`` is true and the tensorboard package is missing.
+            ValueError: if another run holds ``out``; if ``out`` holds a run and ``resume`` is
+                false, holds other files, holds no resumable run while ``resume`` is true, or
+                the configs differ; if ``tensorboard`` is true and the tensorboard package is
+                missing.
+            OSError: ``out`` cannot be created or written (``filename`` says which path).
         """
         out = Path(out)
-        encoded = _encode(config, "config")
+        encoded = encode(config, "config")
         summary_writer = _summary_writer_class() if tensorboard else None
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; choose a new or empty directory.")
-        if out.is_dir() and any(out.iterdir()):
-            if not (out / CONFIG).is_file():
-                raise ValueError(
-                    f"--out {out} is not empty and holds no funcmtl run; choose an empty or "
-                    "new directory."
-                )
-            if not resume:
-                raise ValueError(
-                    f"--out {out} already holds a run ({CONFIG}); pass --resume to continue it "
-                    "or choose another --out."
-                )
-            stored = cls._read_json(out / CONFIG)
-            for key, before, now in _differences(stored, encoded):
-                if key not in ignore and key.split(".")[0] not in ignore:
-                    raise ValueError(
-                        f"cannot resume {out}: config key {key!r} was {before!r} in the run and "
-                        f"is {now!r} now; pass the run's value or choose another --out."
-                    )
-            if not (out / checkpoint.CHECKPOINT).is_file():
-                raise ValueError(
-                    f"cannot resume {out}: it holds no {checkpoint.CHECKPOINT} (the run stopped "
-                    "before its first checkpoint); remove the directory or choose another --out."
-                )
-        elif resume:
+        if resume and not out.is_dir():
             raise ValueError(
                 f"cannot resume {out}: it holds no run; drop --resume to start a new one there."
             )
-        out.mkdir(parents=True, exist_ok=True)
-        _write_json(out / CONFIG, encoded)
-        writer = summary_writer(str(out / TENSORBOARD)) if summary_writer else None
-        return cls(out, writer=writer)
+        owned = _rundir_lock.held(out) is None
+        lock = _rundir_lock.acquire(out)
+        if lock.in_use:
+            raise _rundir_lock.in_use(out, os.getpid())
+        try:
+            cls._check(out, encoded, resume=resume, ignore=ignore)
+            run = cls(out)
+            run._pending, run._writer_class = encoded, summary_writer
+            if not resume:
+                run._commit()
+        except BaseException:
+            if owned:
+                lock.release()
+            raise
+        lock.in_use = True
+        run._finalizer = weakref.finalize(run, _let_go, lock, owned)
+        return run
+
+    @classmethod
+    def _check(cls, out: Path, encoded: Any, *, resume: bool, ignore: Collection[str]) -> None:
+        """Refuse a directory this run cannot start or continue in (nothing is written)."""
+        if not any(entry.name != _rundir_lock.LOCK for entry in out.iterdir()):
+            if resume:
+                raise ValueError(
+                    f"cannot resume {out}: it holds no run; drop --resume to start a new one "
+                    "there."
+                )
+            return
+        if not (out / CONFIG).is_file():
+            raise ValueError(
+                f"--out {out} is not empty and holds no funcmtl run; choose an empty or "
+                "new directory."
+            )
+        if not resume:
+            raise ValueError(
+                f"--out {out} already holds a run ({CONFIG}); pass --resume to continue it "
+                "or choose another --out."
+            )
+        stored = cls._read_json(out / CONFIG)
+        for key, before, now in differences(stored, encoded):
+            if key not in ignore and key.split(".")[0] not in ignore:
+                raise ValueError(
+                    f"cannot resume {out}: config key {key!r} was {before!r} in the run and "
+                    f"is {now!r} now; pass the run's value or choose another --out."
+                )
+        if not (out / checkpoint.CHECKPOINT).is_file():
+            raise ValueError(
+                f"cannot resume {out}: it holds no {checkpoint.CHECKPOINT} (the run stopped "
+                "before its first checkpoint); remove the directory or choose another --out."
+            )
+
+    def _commit(self) -> None:
+        """The first write of an opened run: remove the temporaries a killed writer left,
+        write ``config.json`` and start the TensorBoard writer. A resumed run does this at its
+        first write, after the caller has loaded the checkpoint, so that a refused checkpoint
+        leaves the directory as it was."""
+        if self._pending is None:
+            return
+        remove_stale_temporaries(self.out, _WRITTEN)
+        write_encoded(self.out / CONFIG, self._pending)
+        self._pending = None
+        if self._writer_class is not None:
+            self._writer = self._writer_class(str(self.out / TENSORBOARD))
 
     @classmethod
     def existing(cls, out: str | os.PathLike) -> RunDir:
@@ -228,7 +222,7 @@ class RunDir:
             ValueError: if ``step`` is not an int, ``split`` not one of ``SPLITS``, or a value
                 cannot be written as JSON.
         """
-        encoded = _encode(record, "record")
+        encoded = encode(record, "record")
         step, split = encoded.get("step"), encoded.get("split")
         if not isinstance(step, int) or isinstance(step, bool) or split not in SPLITS:
             raise ValueError(
@@ -236,52 +230,26 @@ class RunDir:
                 f"{step!r}, split={split!r}."
             )
         line = json.dumps(encoded, sort_keys=True, allow_nan=False) + "\n"
-        with open(self.metrics_path, "a", encoding="utf-8") as file:
-            file.write(line)
-            file.flush()
+        self._commit()
+        append_line(self.metrics_path, line)
         if self._writer is not None:
             self._log_tensorboard(record, step, split)
 
     def _log_tensorboard(self, record: dict, step: int, split: str) -> None:
         member = record.get("member")
         prefix = split if member is None else f"{split}/member_{int(member)}"
-        for name, value in _scalars(_decode(_encode(record, "record"))):
+        for name, value in scalars(decode(encode(record, "record"))):
             if name not in ("step", "split", "member"):
                 self._writer.add_scalar(f"{prefix}/{name}", value, step)
         self._writer.flush()
 
     def _lines(self) -> list[tuple[str, dict]]:
-        """``metrics.jsonl`` as (raw line, parsed record) pairs.
-
-        A last line cut short by a crash mid-write is dropped; any other bad line is an error.
-        """
-        if not self.metrics_path.is_file():
-            return []
-        text = self.metrics_path.read_text(encoding="utf-8")
-        lines = text.splitlines(keepends=True)
-        pairs = []
-        for number, line in enumerate(lines, start=1):
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines) and not line.endswith("\n"):
-                    break
-                raise ValueError(
-                    f"{self.metrics_path} line {number} is not a JSON record; repair or remove "
-                    "that line."
-                ) from None
-            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-                raise ValueError(
-                    f"{self.metrics_path} line {number} is not a record with an int 'step'; "
-                    "repair or remove that line."
-                )
-            pairs.append((line, record))
-        return pairs
+        return read_records(self.metrics_path)
 
     def records(self, split: str | None = None) -> list[dict]:
         """The parsed records of ``metrics.jsonl`` in order (only ``split``'s if given)."""
         return [
-            _decode(record)
+            decode(record)
             for _, record in self._lines()
             if split is None or record.get("split") == split
         ]
@@ -292,14 +260,17 @@ class RunDir:
         Called on resume with the checkpoint's step, so that an interrupted-then-resumed run
         ends with the same ``metrics.jsonl`` as an uninterrupted one.
         """
+        self._commit()
         if not self.metrics_path.is_file():
             return
         kept = "".join(line for line, record in self._lines() if record["step"] <= after_step)
-        checkpoint.atomic_write(self.metrics_path, lambda file: file.write(kept.encode()))
+        atomic_write(self.metrics_path, lambda file: file.write(kept.encode()))
 
     def write_summary(self, summary: dict) -> None:
         """Write ``summary.json`` atomically (the same JSON rules as records)."""
-        _write_json(self.out / SUMMARY, _encode(summary, "summary"))
+        encoded = encode(summary, "summary")
+        self._commit()
+        write_encoded(self.out / SUMMARY, encoded)
 
     def read_summary(self) -> dict:
         """The parsed ``summary.json``, non-finite floats restored.
@@ -310,7 +281,7 @@ class RunDir:
         path = self.out / SUMMARY
         if not path.is_file():
             raise ValueError(f"{self.out} has no {SUMMARY} yet; the run has not finished.")
-        return _decode(self._read_json(path))
+        return decode(self._read_json(path))
 
     def read_config(self) -> dict:
         """The parsed ``config.json`` as written (non-finite floats stay strings)."""
@@ -326,25 +297,18 @@ class RunDir:
             ) from None
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer, if any."""
+        """Flush and close the TensorBoard writer, if any, and release the directory's lock."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._finalizer is not None:
+            self._finalizer()
 
     def __enter__(self) -> RunDir:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def _scalars(value: Any, prefix: str = "") -> Iterator[tuple[str, float]]:
-    """Every number in a nested record as ``(slash/joined/path, value)``."""
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            yield from _scalars(inner, f"{prefix}{key}/")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield prefix.removesuffix("/"), float(value)
 
 
 def _summary_writer_class() -> Any:
@@ -355,3 +319,10 @@ def _summary_writer_class() -> Any:
             "TensorBoard logging needs the tensorboard package: pip install 'funcmtl[tensorboard]'."
         ) from None
     return SummaryWriter
+
+
+def _let_go(lock: _rundir_lock.Lock, owned: bool) -> None:
+    """A closed (or garbage-collected) RunDir's end: its lock's, if it took the lock."""
+    lock.in_use = False
+    if owned:
+        lock.release()

@@ -44,11 +44,12 @@ def test_new_run_writes_sorted_config(tmp_path):
     config = {**CONFIG, "path": Path("data/x"), "inf": float("inf")}
     with RunDir.open(out, config, resume=False) as run:
         assert run.checkpoint_path == out / "checkpoint.pt"
-        assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+        assert sorted(p.name for p in out.iterdir()) == [".lock", "config.json"]
         text = (out / "config.json").read_text()
         assert json.loads(text) == run.read_config()
         assert run.read_config()["path"] == "data/x" and run.read_config()["inf"] == "inf"
         assert list(json.loads(text)) == sorted(config) and text.startswith("{\n  ")
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]  # the lock is gone
     empty = tmp_path / "empty"
     empty.mkdir()
     RunDir.open(empty, CONFIG, resume=False).close()
@@ -107,12 +108,15 @@ def test_resume_accepts_ignored_keys_and_records_them(tmp_path):
     out = started(tmp_path)
     config = {**CONFIG, "steps": 200, "out": "elsewhere", "device": "cuda"}
     with RunDir.open(out, config, resume=True) as run:
+        run.truncate_log(1)  # the first write of a resumed run records its config
         assert run.read_config()["steps"] == 200
         assert run.records() == [record(1)]
     with RunDir.open(out, {**config, "lr": 0.5}, resume=True, ignore={"lr", "steps"}) as run:
+        run.log(record(2))
         assert run.read_config()["lr"] == 0.5
     changed = {**config, "lr": 0.5, "model": {"width": 3}}
-    RunDir.open(out, changed, resume=True, ignore={"model.width"}).close()
+    with RunDir.open(out, changed, resume=True, ignore={"model.width"}) as run:
+        run.write_summary({"done": True})
     assert RunDir.existing(out).read_config()["model"] == {"width": 3}
 
 
