@@ -132,7 +132,9 @@ def _digest(payload: dict[str, Any]) -> str:
     return digest.hexdigest()
 
 
-def _reason(error: Exception) -> str:
+def unreadable(error: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words (never its advice to load
+    with ``weights_only=False``)."""
     message = str(error)
     if isinstance(error, pickle.UnpicklingError):
         refused = re.search(r"GLOBAL ([\w.]+)", message)
@@ -157,7 +159,7 @@ def _read(path: Path) -> dict[str, Any]:
     # the same thing to the caller: this file is not a checkpoint it can use.
     except Exception as error:
         raise ValueError(
-            f"{path} is not a readable funcmtl checkpoint: {_reason(error)}; restore it from a "
+            f"{path} is not a readable funcmtl checkpoint: {unreadable(error)}; restore it from a "
             "copy or start a new run."
         ) from None
     valid = (

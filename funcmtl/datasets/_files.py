@@ -22,7 +22,6 @@ Example:
 
 from __future__ import annotations
 
-import csv
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -32,98 +31,10 @@ import torch
 from torch import Tensor
 
 from funcmtl.datasets._dataset import MultiTaskDataset
+from funcmtl.datasets._readers import read_columns
 from funcmtl.mtl import Task, check_tasks
 
-EXTENSIONS = (".csv", ".npz", ".pt")
 _SPEC = re.compile(r"^(classification|binary|regression)(?:\((\d+)\))?(?::(.+))?$")
-
-
-def _read_csv(path: Path) -> dict[str, Tensor]:
-    """Columns of a CSV with a header row and numbers only (empty cell -> NaN), float64."""
-    with path.open(newline="") as f:
-        rows = csv.reader(f)
-        header = next(rows, None)
-        if not header:
-            raise ValueError(f"{path}: expected a header row of column names; the file is empty.")
-        header = [name.strip() for name in header]
-        if len(set(header)) != len(header):
-            raise ValueError(f"{path}: column names must be unique; got header {header}.")
-        values: list[list[float]] = []
-        for line, row in enumerate(rows, start=2):
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise ValueError(
-                    f"{path} line {line}: expected {len(header)} cells like the header; "
-                    f"got {len(row)}."
-                )
-            parsed = []
-            for name, cell in zip(header, row, strict=True):
-                cell = cell.strip()
-                try:
-                    parsed.append(float(cell) if cell else math.nan)
-                except ValueError:
-                    raise ValueError(
-                        f"{path} line {line}, column {name!r}: expected a number; got "
-                        f"{cell!r} (encode categories as integers first)."
-                    ) from None
-            values.append(parsed)
-    table = torch.tensor(values, dtype=torch.float64).reshape(len(values), len(header))
-    return {name: table[:, j] for j, name in enumerate(header)}
-
-
-def _read_npz(path: Path) -> dict[str, Tensor]:
-    try:
-        import numpy as np
-    except ImportError:
-        raise ValueError(
-            f"{path}: reading .npz files needs numpy, which is not installed (pip install "
-            "numpy), or save the arrays as a .pt dict of tensors instead."
-        ) from None
-    with np.load(path, allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
-    columns = {}
-    for name, array in arrays.items():
-        if array.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: array {name!r} must hold numbers; got dtype {array.dtype}.")
-        columns[name] = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))
-    return columns
-
-
-def _read_pt(path: Path) -> dict[str, Tensor]:
-    # weights_only=True: a .pt file is untrusted input, and a plain dict of tensors needs no
-    # code execution to load.
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(loaded, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, Tensor) for k, v in loaded.items()
-    ):
-        raise ValueError(
-            f"{path}: expected a dict of column name -> Tensor (torch.save({{'x': ..., "
-            f"'y': ...}})); got {type(loaded).__name__}."
-        )
-    return {name: value.to(torch.float64) for name, value in loaded.items()}
-
-
-_READERS = {".csv": _read_csv, ".npz": _read_npz, ".pt": _read_pt}
-
-
-def read_columns(path: str | Path) -> dict[str, Tensor]:
-    """The named columns of a .csv, .npz or .pt file, float64, in file order."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in _READERS:
-        raise ValueError(
-            f"{path}: unknown file type {suffix or '(none)'!r}; expected one of {EXTENSIONS}."
-        )
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file; check the path (cwd is {Path.cwd()}).")
-    columns = _READERS[suffix](path)
-    for name, column in columns.items():
-        if column.dim() not in (1, 2):
-            raise ValueError(
-                f"{path}: column {name!r} must be (N,) or (N, k); got shape {tuple(column.shape)}."
-            )
-    return columns
 
 
 def _parse_spec(task: str, spec: object) -> tuple[str, int | None, list[str]]:
@@ -162,6 +73,11 @@ def _gather(columns: Mapping[str, Tensor], names: Sequence[str], source: str) ->
 def _target(task: str, kind: str, classes: int | None, values: Tensor) -> tuple[Task, Tensor]:
     """The :class:`Task` and the typed target tensor of one task from ``(N, k)`` float64."""
     missing = torch.isnan(values)
+    if bool(missing.all()):
+        raise ValueError(
+            f"target {task!r}: every cell of its column(s) is empty or NaN: it has no label to "
+            "learn from; check the column name or drop the task."
+        )
     if kind == "classification":
         labels = values[:, 0]
         present = labels[~missing[:, 0]]
@@ -171,7 +87,9 @@ def _target(task: str, kind: str, classes: int | None, values: Tensor) -> tuple[
                 f"target {task!r}: class labels must be integers; found "
                 f"{float(present[fractional][0])!r} ({int(fractional.sum())} such values)."
             )
-        top = int(present.max()) + 1 if present.numel() else 2
+        top = int(present.max()) + 1
+        if classes is None:
+            _check_inferred_classes(task, present, top)
         spec = Task(
             task,
             kind,
@@ -182,6 +100,21 @@ def _target(task: str, kind: str, classes: int | None, values: Tensor) -> tuple[
     width = values.shape[1]
     spec = Task(task, kind, width, mask_value=math.nan if missing.any() else None)
     return spec, (values[:, 0] if width == 1 else values).to(torch.float32)
+
+
+_FEW_CLASSES = 1000  # an inferred class count above this must be mostly used
+
+
+def _check_inferred_classes(task: str, present: Tensor, count: int) -> None:
+    """Refuse ``max label + 1`` classes when a stray large label makes most of them unused
+    (a label of 3e5 would build a 300001-way head and its metrics)."""
+    distinct = int(torch.unique(present).numel())
+    if count > _FEW_CLASSES and distinct < count / 2:
+        raise ValueError(
+            f"target {task!r}: the largest label is {count - 1}, so {count} classes would be "
+            f"inferred, but only {distinct} distinct labels occur; relabel the classes 0..K-1 "
+            f"or write 'classification({count})' if you mean that many."
+        )
 
 
 def from_columns(
@@ -222,7 +155,10 @@ def from_columns(
                 f"{name}: target {task!r} has {values.shape[0]} rows but the inputs have "
                 f"{x.shape[0]}; every column must have the same length N."
             )
-        spec, ys[task] = _target(task, kind, classes, values)
+        try:
+            spec, ys[task] = _target(task, kind, classes, values)
+        except ValueError as error:
+            raise ValueError(f"{name}: {error}") from None
         tasks.append(spec)
     return MultiTaskDataset(name, x.to(torch.float32), ys, tuple(tasks), description).validate()
 

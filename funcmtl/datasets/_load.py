@@ -15,7 +15,8 @@ from typing import Any
 from funcmtl._registry import Method, registry
 from funcmtl.datasets._dataset import MultiTaskDataset, split
 from funcmtl.datasets._digits import multidigits, multidigits_splits
-from funcmtl.datasets._files import EXTENSIONS, from_file
+from funcmtl.datasets._files import from_file
+from funcmtl.datasets._readers import EXTENSIONS
 from funcmtl.datasets._synthetic import synthetic
 
 names, _method, _options, _get, _describe = registry(

@@ -58,6 +58,11 @@ def _target_specs(items: Sequence[str]) -> dict[str, str]:
             raise ValueError(
                 f"--targets items must be 'task=kind[:column,...]'; got {item!r}."
             )
+        if name in specs:
+            raise ValueError(
+                f"--targets names task {name!r} twice ({name}={specs[name]} and {item}); "
+                "give every task its own name."
+            )
         specs[name] = spec
     return specs
 
