@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from cli.train import single_task_baselines
+from cli.train import holding_out, single_task_baselines
 from funcmtl import experiment
 from funcmtl.experiment import TrainConfig
 
@@ -34,6 +34,11 @@ def parse_method(text: str) -> tuple[str, tuple[str, ...]]:
 
 
 def run(config: Compare) -> int:
+    with holding_out(config):
+        return _run(config)
+
+
+def _run(config: Compare) -> int:
     if config.seeds < 1:
         raise ValueError(f"--seeds must be a positive integer; got {config.seeds}.")
     if not config.methods:

@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from cli.train import train_or_report_interrupt
+from cli.train import holding_out, train_or_report_interrupt
 from funcmtl import ensemble as ens
 from funcmtl import experiment, mtl
 from funcmtl.experiment import TrainConfig
@@ -49,6 +49,11 @@ def uncertainty(task: mtl.Task, outputs: torch.Tensor) -> dict[str, float]:
 
 
 def run(config: Ensemble) -> int:
+    with holding_out(config):
+        return _run(config)
+
+
+def _run(config: Ensemble) -> int:
     result = train_or_report_interrupt(experiment.as_train_config(config))
     if result is None:
         return 130

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
@@ -48,11 +49,24 @@ def _parser_type(command: str | None, preset_name: str | None) -> Any:
     return Union[tuple(options)]  # noqa: UP007 (a runtime Union of Annotated types)
 
 
+def os_problem(error: OSError) -> str:
+    """One line for a failed file operation: where, and what the system said."""
+    where = f"{error.filename}: " if error.filename else ""
+    reason = error.strerror or str(error) or type(error).__name__
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{where}cannot write: the disk is full ({reason}); free some space (or choose "
+                "another --out) and run again; files written before are intact.")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}{reason}; choose a directory you can write to (--out)."
+    return f"{where}{reason}."
+
+
 def main(args: Sequence[str] | None = None) -> int:
     """Parse ``args`` (default: ``sys.argv[1:]``), run the subcommand, return its exit code.
 
-    Bad input (a ``ValueError`` from the library or the config) prints one line to stderr
-    and returns 2, without a traceback.
+    Bad input (a ``ValueError`` from the library or the config) and a failed file operation
+    (an ``OSError``: a full disk, a read-only directory) print one line to stderr and return
+    2, without a traceback.
     """
     args = list(sys.argv[1:] if args is None else args)
     try:
@@ -74,6 +88,9 @@ def main(args: Sequence[str] | None = None) -> int:
     except distributed.DistributedError as error:  # another rank failed or timed out
         print(f"funcmtl: error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a full disk, a read-only --out: atomic writes lost nothing
+        print(f"funcmtl: error: {os_problem(error)}", file=sys.stderr)
+        return 2
     finally:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()

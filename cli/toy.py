@@ -37,6 +37,15 @@ class Toy:
 def run(config: Toy) -> int:
     if config.steps < 1 or not config.lr > 0:
         raise ValueError(f"--steps and --lr must be positive; got {config.steps}, {config.lr}.")
+    if not config.methods:
+        raise ValueError("--methods needs at least one method (e.g. --methods mean pcgrad); "
+                         "got none.")
+    if config.out is not None and config.out.is_dir():
+        raise ValueError(f"--out {config.out} is a directory; toy writes one JSON file: pass "
+                         f"a file path such as {config.out / 'toy.json'}.")
+    if config.out is not None and not config.out.parent.is_dir():
+        raise ValueError(f"--out {config.out}: directory {config.out.parent} does not exist; "
+                         "create it first.")
     results, rows = {}, []
     scale = datasets.TOY_SCALES[config.starts]
     for text in config.methods:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 
-from funcmtl import experiment
+from funcmtl import experiment, rundir
 from funcmtl.experiment import TrainConfig
 
 
@@ -85,7 +86,20 @@ def train_or_report_interrupt(config: TrainConfig) -> experiment.RunResult | Non
         return None
 
 
+def holding_out(config: TrainConfig) -> contextlib.AbstractContextManager:
+    """Hold ``--out``'s lock for the whole command (the run and the files written after it);
+    only the main process of a torchrun job writes there."""
+    if config.out is None or not experiment.is_main_process():
+        return contextlib.nullcontext()
+    return rundir.hold(config.out)
+
+
 def run(config: Train) -> int:
+    with holding_out(config):
+        return _run(config)
+
+
+def _run(config: Train) -> int:
     base = experiment.as_train_config(config)
     result = train_or_report_interrupt(base)
     if result is None:
