@@ -498,8 +498,12 @@ BAD = [
     (lambda: check_tasks([]), r"non-empty sequence of Task"),
     (lambda: task_losses(TASKS, {}, {}), r"`outputs` has no entry for task 'digit'"),
     (
+        lambda: task_losses(TASKS[1:2], {"age": torch.zeros(4)}, {"age": torch.zeros(5)}),
+        r"loss of task 'age' \(regression\): `target` must have the shape of `pred` \(4,\)",
+    ),
+    (
         lambda: task_losses(TASKS[1:2], {"age": torch.zeros(4, 1)}, {"age": torch.zeros(4)}),
-        r"loss of task 'age' \(regression\): `target` must have the shape of `pred` \(4, 1\)",
+        r"outputs\['age'\] must have shape \(N,\) for a regression task .* got \(4, 1\)",
     ),
     (lambda: MMoE(IN, 0, [4], TASKS), r"`num_experts` must be a positive int; got 0"),
     (lambda: MMoE(IN, 2, [], TASKS), r"`expert_hidden` must be a non-empty sequence"),

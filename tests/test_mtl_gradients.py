@@ -322,7 +322,7 @@ def test_any_module_returning_a_task_dict_trains_through_a_whole_model_split(arc
     for name, value in params.items():
         assert close(new.params[name], value - 0.1 * expected[name]), name
     assert torch.isfinite(metrics["cosine"]).all()
-    with pytest.raises(ValueError, match="supports path='exact' only"):
+    with pytest.raises(ValueError, match="supports path='exact'"):
         fm.mtl.make_step(split, TASKS, opt, "mean", path="representation")
 
 

@@ -48,13 +48,26 @@ class HardSharing(SplitMultiTaskModel):
 
     Args:
         trunk: ``x -> z``, shared by all tasks.
-        heads: ``task name -> (z -> output)``.
+        heads: ``task name -> (z -> output)``; each output has its task's shape
+            (:attr:`Task.output_shape`: ``(N,)`` for one regression target or binary label,
+            so end such a head with ``squeeze(-1)``, as :func:`output_head` does).
 
     Example:
+        >>> tasks = [fm.mtl.Task("digit", "classification", 10), fm.mtl.Task("age", "regression")]
         >>> trunk = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
-        >>> model = HardSharing(trunk, {"digit": nn.Linear(32, 10), "age": nn.Linear(32, 1)})
-        >>> model(torch.randn(4, 8))["digit"].shape
-        torch.Size([4, 10])
+        >>> age_head = fm.mtl.output_head(32, tasks[1])  # Linear(32, 1), squeezed to (N,)
+        >>> model = HardSharing(trunk, {"digit": nn.Linear(32, 10), "age": age_head})
+        >>> model(torch.randn(4, 8))["age"].shape
+        torch.Size([4])
+        >>> params, buffers = fm.init(model, fm.random.key(0))
+        >>> opt = fm.optim.adam(1e-3)
+        >>> state = fm.mtl.init_state(params, buffers, tasks, opt, "pcgrad")
+        >>> step = fm.mtl.make_step(fm.mtl.split_module(model), tasks, opt, "pcgrad")
+        >>> targets = {"digit": torch.tensor([0, 3, 9, 1]), "age": torch.randn(4)}
+        >>> batch = (torch.randn(4, 8), targets)
+        >>> state, metrics = step(state, batch, fm.random.key(1))
+        >>> metrics["losses"].shape
+        torch.Size([2])
 
     References:
         Caruana, `Multitask Learning <https://doi.org/10.1023/A:1007379606734>`_, 1997.

@@ -16,7 +16,8 @@ architectures. Anything else can still use :func:`funcmtl.mtl.task_jacobian` on 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -66,21 +67,41 @@ class SplitModel(NamedTuple):
     encoder_task_names: tuple[str, ...] = ()
     # Heads that are one Linear of z (see AffineHead): their gradients have a factored form.
     affine_heads: dict[str, AffineHead] = {}
+    # The encoder is the whole model and z its output dict (no shared representation).
+    whole_model: bool = False
 
 
 def _strip(prefix: str, params: Params) -> Params:
     return {name[len(prefix) :]: value for name, value in params.items()}
 
 
-def split_module(module: nn.Module) -> SplitModel:
+def split_module(
+    module: nn.Module,
+    *,
+    task_names: Sequence[str] | None = None,
+    shared_names: Sequence[str] | None = None,
+) -> SplitModel:
     """The :class:`SplitModel` of a module laid out as ``shared`` + ``tasks.heads[name]``.
 
     Any other module whose ``forward(x)`` returns ``{task: output}`` (cross-stitch, soft
     sharing, PLE, your own) gets a *whole-model* split: the "representation" is the output
     dict itself, so per-task gradients come from one backward of the whole model vmapped over
-    the T tasks (only the exact path applies). Parameters named by the module's
-    ``shared_parameter_names()`` (all of them if it has none) are aggregated; the others
-    belong to single tasks and get their own task's gradient.
+    the T tasks. Such a split needs
+
+    - the task names: ``task_names=``, else the module's ``task_names`` attribute;
+    - which parameters the tasks share: ``shared_names=``, else the module's
+      ``shared_parameter_names()`` (funcmtl's architectures have both). Shared parameters
+      are aggregated; every other one belongs to one task and gets its own task's gradient.
+      With neither, every parameter (heads included) is taken as shared, with a warning.
+
+    Paths: ``"exact"`` always; ``"gramian"`` (the same update) when every parameter is
+    shared; never ``"representation"`` (the outputs are no shared representation).
+
+    Args:
+        module: the model.
+        task_names: a whole-model split's tasks (the keys of the output dict).
+        shared_names: a whole-model split's shared parameters (names as in
+            ``named_parameters()``).
 
     Raises:
         ValueError: if heads hold buffers, or parameters sit outside ``shared`` and the heads.
@@ -88,7 +109,7 @@ def split_module(module: nn.Module) -> SplitModel:
     shared = getattr(module, "shared", None)
     heads = getattr(getattr(module, "tasks", None), "heads", None)
     if not isinstance(shared, nn.Module) or not isinstance(heads, nn.ModuleDict):
-        return whole_model_split(module)
+        return whole_model_split(module, task_names=task_names, shared_names=shared_names)
     names = [name for name, _ in module.named_parameters()]
     shared_names = tuple(n for n in names if n.startswith("shared."))
     task_names = {
@@ -159,15 +180,19 @@ def _signature(head: nn.Module) -> str:
     return f"{head!r}|{shapes}"
 
 
-
-def whole_model_split(module: nn.Module) -> SplitModel:
+def whole_model_split(
+    module: nn.Module,
+    *,
+    task_names: Sequence[str] | None = None,
+    shared_names: Sequence[str] | None = None,
+) -> SplitModel:
     """A :class:`SplitModel` whose encoder is the whole module (see :func:`split_module`)."""
     if not isinstance(module, nn.Module):
         raise ValueError(f"`module` must be a torch.nn.Module; got {type(module).__name__}.")
     apply = Apply(module)
     names = apply.param_names
-    chooser = getattr(module, "shared_parameter_names", None)
-    shared = set(chooser()) if callable(chooser) else set(names)
+    tasks = _output_names(module, task_names)
+    shared = _shared_names(module, names, shared_names)
 
     def encode(params: Params, buffers: Params, x: Any, *, train: bool, key=None):
         outputs, new_buffers = apply(params, buffers, x, train=train, key=key)
@@ -185,7 +210,6 @@ def whole_model_split(module: nn.Module) -> SplitModel:
 
         return head
 
-    tasks = _output_names(module)
     return SplitModel(
         encode=encode,
         heads={t: select(t) for t in tasks},
@@ -194,14 +218,39 @@ def whole_model_split(module: nn.Module) -> SplitModel:
         head_prefixes={t: "" for t in tasks},
         head_signatures={t: f"select:{t}" for t in tasks},  # never grouped: each picks its own
         encoder_task_names=tuple(n for n in names if n not in shared),
+        whole_model=True,
     )
 
 
-def _output_names(module: nn.Module) -> tuple[str, ...]:
-    names = getattr(module, "task_names", None)
+def _output_names(module: nn.Module, given: Sequence[str] | None) -> tuple[str, ...]:
+    names = getattr(module, "task_names", None) if given is None else given
     if names is None:
         raise ValueError(
-            "a whole-model split needs the task names: give the module a `task_names` "
-            f"attribute (funcmtl's architectures have one); {type(module).__name__} has none."
+            "a whole-model split needs the task names: pass `task_names=` (the keys of the "
+            f"output dict) or give the module a `task_names` attribute; {type(module).__name__} "
+            "has none."
         )
     return tuple(names)
+
+
+def _shared_names(
+    module: nn.Module, names: tuple[str, ...], given: Sequence[str] | None
+) -> set[str]:
+    chooser = getattr(module, "shared_parameter_names", None)
+    if given is None and not callable(chooser):
+        warnings.warn(
+            f"split_module: {type(module).__name__} declares no shared parameters (no "
+            "`shared_names=`, no shared_parameter_names()), so every parameter, task heads "
+            "included, is aggregated as shared. Pass `shared_names=` to give the others their "
+            "own task's gradient.",
+            stacklevel=3,
+        )
+        return set(names)
+    shared = set(chooser() if given is None else given)
+    unknown = sorted(shared.difference(names))
+    if unknown:
+        raise ValueError(
+            f"`shared_names` has names that are no parameter of {type(module).__name__}: "
+            f"{unknown[:5]}; expected names from named_parameters()."
+        )
+    return shared

@@ -144,10 +144,11 @@ def make_step(
         raise ValueError(f"`path` must be one of {PATHS}; got {path!r}.")
     aggregate = _aggregator(aggregator)
     weigh = _weighting(weighting)
-    if model.encoder_task_names and path != "exact":
+    if path != "exact" and (model.encoder_task_names or (model.whole_model and path != "gramian")):
         raise ValueError(
             f"path={path!r} needs a model cut at a shared representation (`shared` + "
-            "`tasks.heads`); this whole-model split supports path='exact' only."
+            "`tasks.heads`); this whole-model split supports path='exact' (and 'gramian' "
+            "when every parameter is shared)."
         )
     if path == "gramian" and aggregate.weights is None:
         raise ValueError(

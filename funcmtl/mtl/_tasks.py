@@ -207,6 +207,7 @@ def _per_task(
                 f"`{what}` has no entry for task {absent[0]!r}; found keys {sorted(values)}."
             )
     for task in tasks:
+        _check_output_shape(task, outputs[task.name])
         target = targets[task.name]
         mask = task.label_mask(target)
         given = None if masks is None else masks.get(task.name)
@@ -214,6 +215,19 @@ def _per_task(
             given = given.reshape(given.shape + (1,) * (mask.ndim - given.ndim))
             mask = given & mask if given.dtype == torch.bool else given * mask
         yield task, outputs[task.name], target, given if mask is None else mask
+
+
+def _check_output_shape(task: Task, output: Tensor) -> None:
+    """A head's output must have the task's shape (a static check: fine under vmap)."""
+    if not isinstance(output, Tensor) or tuple(output.shape[1:]) == task.output_shape:
+        return
+    expected = "(N,)" if not task.output_shape else f"(N, {task.output_shape[0]})"
+    raise ValueError(
+        f"outputs[{task.name!r}] must have shape {expected} for a {task.kind} task with "
+        f"output_size={task.output_size}; got {tuple(output.shape)}. A head ending in "
+        "nn.Linear(D, 1) gives (N, 1): build it with fm.mtl.output_head(D, task), which "
+        "squeezes it."
+    )
 
 
 def _call(fn: Callable[..., Tensor], task: Task, what: str, *args: Tensor, mask=None) -> Tensor:
