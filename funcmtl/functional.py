@@ -26,7 +26,8 @@ Example:
     >>> net = nn.Sequential(nn.Linear(4, 32), nn.ReLU(), nn.Dropout(0.1), nn.Linear(32, 2))
     >>> apply, params, buffers = fm.functional(net)
     >>> params, buffers = fm.init(net, fm.random.key(0))
-    >>> logits, buffers = apply(params, buffers, torch.randn(8, 4), train=True, key=k)
+    >>> x, k = torch.randn(8, 4), fm.random.key(1)
+    >>> logits, buffers = apply(params, buffers, x, train=True, key=k)
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
 """fm.ensemble.evaluate on multi-task members ({task: output}), against member-by-member runs."""
 
+import doctest
+
 import pytest
 import torch
 
@@ -68,3 +70,11 @@ def test_evaluate_with_metrics_of_the_whole_output_dict_and_a_per_task_combine(e
     with pytest.raises(ValueError, match=r"`combine` has no entry for task 'c'"):
         fm.ensemble.evaluate(apply, params, buffers, (x, y), {"b_mae": b_mae},
                              combine={"a": fm.ensemble.mean_logits, "b": torch.mean})
+
+
+def test_evaluate_docstring_example_runs_as_written():
+    parser, runner = doctest.DocTestParser(), doctest.DocTestRunner()
+    test = parser.get_doctest(fm.ensemble.evaluate.__doc__, {"torch": torch, "fm": fm},
+                              "evaluate", None, 0)
+    runner.run(test)
+    assert test.examples and runner.failures == 0

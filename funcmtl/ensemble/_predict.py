@@ -113,8 +113,15 @@ def evaluate(
     (:func:`funcmtl.mtl.task_metrics`); a metric in ``metrics`` takes the dicts.
 
     Example:
-        >>> fm.ensemble.evaluate(apply, params, buffers, (x, {"digit": y_d, "age": y_a}),
-        ...                      tasks=tasks)["ensemble_digit/accuracy"]
+        >>> tasks = [fm.mtl.Task("digit", "classification", 10), fm.mtl.Task("age", "regression")]
+        >>> net = fm.mtl.hard_sharing_mlp(8, (16,), tasks)
+        >>> apply, _, _ = fm.functional(net)
+        >>> params, buffers = fm.ensemble.init_members(net, fm.random.key(0), 4)
+        >>> y = {"digit": torch.randint(0, 10, (32,)), "age": torch.randn(32)}
+        >>> scores = fm.ensemble.evaluate(apply, params, buffers, (torch.randn(32, 8), y),
+        ...                               tasks=tasks)
+        >>> sorted(scores)[:3]
+        ['ensemble_age/mae', 'ensemble_age/mse', 'ensemble_age/r2']
     """
     x, y = dataset
     if metrics is None and tasks is None:
