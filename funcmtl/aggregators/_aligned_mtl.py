@@ -14,7 +14,9 @@ from funcmtl.aggregators._base import (
 from funcmtl.aggregators._imtl_g import check_rtol, compute_gramian
 
 
-def balance_transformation(gramian: Tensor, rtol: float | None = None) -> Tensor:
+def balance_transformation(
+    gramian: Tensor, rtol: float | Tensor | None = None, grads_dtype: torch.dtype | None = None
+) -> Tensor:
     r"""The balance matrix ``B (T, T)`` of Aligned-MTL: the aligned gradients are ``B J``.
 
     With :math:`G = V \Lambda V^\top` restricted to the eigenvalues above ``rtol · λ_max``
@@ -23,7 +25,7 @@ def balance_transformation(gramian: Tensor, rtol: float | None = None) -> Tensor
     :math:`\sqrt{\lambda_r}` when ``J`` has full row rank. Dropped directions get weight 0, by
     masks rather than branches; an all-zero ``G`` gives ``B = 0``.
     """
-    gram, cutoff = compute_gramian(gramian, rtol)
+    gram, cutoff = compute_gramian(gramian, rtol, grads_dtype)
     eigenvalues, basis = torch.linalg.eigh(gram)
     largest = eigenvalues.amax(-1).clamp(min=0)
     kept = eigenvalues > cutoff * largest
@@ -33,7 +35,7 @@ def balance_transformation(gramian: Tensor, rtol: float | None = None) -> Tensor
     return ((basis * scale[..., None, :]) @ basis.mT).to(gramian.dtype)
 
 
-def aligned_mtl(rtol: float | None = None) -> Aggregator:
+def aligned_mtl(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Aligned-MTL: replace the task gradients by the closest orthogonal set of equal norms.
 
     With the SVD :math:`J = U \Sigma V^\top` (rank ``r``), Aligned-MTL aligns the gradients to
@@ -75,9 +77,13 @@ def aligned_mtl(rtol: float | None = None) -> Aggregator:
     check_rtol(rtol)
 
     def weights_fn(
-        gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
+        gramian: Tensor,
+        state: EmptyState,
+        *,
+        key: Tensor | None = None,
+        grads_dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, EmptyState]:
         del key
-        return balance_transformation(gramian, rtol).sum(-1), state
+        return balance_transformation(gramian, rtol, grads_dtype).sum(-1), state
 
-    return from_weighting(stateless_init, weights_fn)
+    return from_weighting(stateless_init, weights_fn, needs_grads_dtype=True)

@@ -88,10 +88,34 @@ def num_tasks_of(task_grads: PyTree) -> int:
     return int(sizes.pop())
 
 
-def gramian(task_grads: PyTree) -> Tensor:
-    """``G = J Jᵀ`` ``(T, T)``, summed leaf by leaf (no concatenated ``J`` is built)."""
+def gramian(task_grads: PyTree, dtype: torch.dtype | None = None) -> Tensor:
+    """``G = J Jᵀ`` ``(T, T)``, summed leaf by leaf (no concatenated ``J`` is built).
+
+    ``dtype`` is that of the result: by default the gradients' own, at least float32 (a float16
+    Gramian overflows once ``‖g‖ ≳ 256``, as under loss scaling). ``J`` is divided by a power
+    of two ``s`` near its largest entry before the products and ``G`` multiplied by ``s²`` after
+    (both exact), so finite gradients of any size give a finite, accurate ``G`` whenever it fits
+    in ``dtype`` (no overflow at 1e19 or underflow at 1e-22 in float32). A float64 Gramian of
+    CPU gradients is accumulated in float64, one of accelerator gradients in their own dtype
+    (at least float32) and then converted: float64 products are cheap on a CPU only.
+    Non-finite gradients give a non-finite ``G``.
+    """
     blocks = [einops.rearrange(x, "tasks ... -> tasks (...)") for x in tree.leaves(task_grads)]
-    return sum(b @ b.T for b in blocks)
+    dtype = _result_dtype(blocks[0].dtype) if dtype is None else dtype
+    accumulate = _result_dtype(blocks[0].dtype)
+    if dtype == torch.float64 and blocks[0].device.type == "cpu":
+        accumulate = torch.float64
+    blocks = [b.to(accumulate) for b in blocks]
+    largest = torch.stack([b.abs().amax() if b.numel() else b.new_zeros(()) for b in blocks])
+    # The power of two at or just above the largest entry (1 for 0, inf or NaN): exact scaling.
+    scale = torch.ldexp(torch.ones_like(largest[0]), torch.frexp(largest.amax())[1])
+    scaled = sum((b / scale) @ (b / scale).mT for b in blocks)
+    scale = scale.to(dtype)
+    return scaled.to(dtype) * scale * scale
+
+
+def _result_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
 
 
 def combine(weights: Tensor, task_grads: PyTree) -> PyTree:
@@ -99,15 +123,53 @@ def combine(weights: Tensor, task_grads: PyTree) -> PyTree:
     return tree.map(lambda x: torch.tensordot(weights.to(x.dtype), x, dims=1), task_grads)
 
 
-def from_weighting(init: InitFn, weights: WeightsFn) -> Aggregator:
-    """An aggregator that returns ``Jᵀ w`` with ``w`` from ``weights(J Jᵀ)``."""
+def from_weighting(
+    init: InitFn, weights: WeightsFn, *, needs_grads_dtype: bool = False
+) -> Aggregator:
+    """An aggregator that returns ``Jᵀ w`` with ``w`` from ``weights(J Jᵀ)``.
+
+    ``update`` hands ``weights`` a float64 Gramian (:func:`gramian`): the weights come from
+    the gradients to the precision the Gramian's dtype allows, whatever the gradients' size.
+    A weighting whose tolerances follow the gradients' precision (a rank cutoff of ``100 ε``)
+    sets ``needs_grads_dtype``: it then also gets ``grads_dtype=``, the gradients' dtype.
+
+    Non-finite Gramians (inf or NaN gradients) give NaN weights, and the state is left as it
+    was: no error is raised, so that a step with overflowed gradients can be skipped (as loss
+    scalers do) and one diverged member of a ``vmap`` batch does not stop the others.
+    """
+    checked = _finite_weighting(weights)
 
     def update(task_grads: PyTree, state: AggregatorState, *, key: Tensor | None = None):
         num_tasks_of(task_grads)
-        w, state = weights(gramian(task_grads), state, key=key)
+        gram = gramian(task_grads, torch.float64)
+        if needs_grads_dtype:
+            dtype = tree.leaves(task_grads)[0].dtype
+            w, state = checked(gram, state, key=key, grads_dtype=dtype)
+        else:
+            w, state = checked(gram, state, key=key)
         return combine(w, task_grads), state
 
-    return Aggregator(init, update, weights)
+    return Aggregator(init, update, checked)
+
+
+def _finite_weighting(weights: WeightsFn) -> WeightsFn:
+    """``weights`` that returns NaN weights and the old state for a non-finite Gramian."""
+
+    def checked(gramian: Tensor, state: AggregatorState, *, key: Tensor | None = None, **kwargs):
+        check_gramian(gramian)
+        finite = torch.isfinite(gramian).all()
+        eye = torch.eye(gramian.shape[-1], dtype=gramian.dtype, device=gramian.device)
+        safe = torch.where(finite, gramian, eye)
+        w, new_state = weights(safe, state, key=key, **kwargs)
+        w = torch.where(finite, w, torch.nan)
+        return w, tree.map(lambda new, old: _keep(finite, new, old), new_state, state)
+
+    return checked
+
+
+def _keep(finite: Tensor, new: Any, old: Any) -> Any:
+    """``new`` where ``finite``, else ``old`` (for the tensors of a state)."""
+    return torch.where(finite, new, old.to(new)) if isinstance(new, Tensor) else new
 
 
 def check_gramian(gram: Tensor) -> int:

@@ -12,7 +12,9 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._solvers import cagrad_weights, normalize
+from funcmtl.aggregators._cagrad_hull import ball_weights
+from funcmtl.aggregators._options import as_option, check_option
+from funcmtl.aggregators._solvers import normalize
 
 _RESCALES = (0, 1, 2)
 
@@ -39,14 +41,17 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
     method on its second-order-cone form, then an interior-point method;
     :func:`funcmtl.aggregators._solvers.cagrad_weights`). With ``c = 0`` the ball is a point
     and ``d`` is the mean. When ``0`` is in the convex hull of the gradients and ``c`` is large
-    enough, the dual optimum has :math:`g_w = 0` and the direction is not unique; the result is
-    then finite and in the ball but not otherwise chosen. Invariant to a permutation of the
-    tasks; linear under positive scaling.
+    enough, the optimum is 0 (every ``d`` of the ball with :math:`J d \ge 0` attains it, e.g.
+    ``d = 0`` when ``c ≥ 1``) and the dual's :math:`g_w = 0` does not give ``d``; then ``d`` is
+    the projection of :math:`g_0` onto :math:`\{d : J d \ge 0\}`, the optimum closest to the
+    mean (DualProj's direction). Invariant to a permutation of the tasks; linear under
+    positive scaling.
 
     Args:
         c: the radius of the ball in units of :math:`\lVert g_0 \rVert`, ``≥ 0`` (0.5 by
             default, as in LibMTL and the official code; the paper suggests values in
-            ``[0, 1)`` to converge to a stationary point of the average loss).
+            ``[0, 1)`` to converge to a stationary point of the average loss); a number or a
+            0-dim tensor (which ``vmap`` may batch, for a sweep over ``c``).
         rescale: divide the direction by 1 (``0``), :math:`1 + c^2` (``1``, LibMTL's default)
             or :math:`1 + c` (``2``).
 
@@ -65,11 +70,10 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
         Bo Liu, Xingchao Liu, Xiaojie Jin, Peter Stone, Qiang Liu, `Conflict-Averse Gradient
         Descent for Multi-task Learning <https://arxiv.org/abs/2110.14048>`_, 2021.
     """
-    if isinstance(c, bool) or not isinstance(c, (int, float)) or not c >= 0:
-        raise ValueError(f"`c` must be a number ≥ 0; got {c!r}.")
+    check_option("c", c, "a number ≥ 0", lambda value: value >= 0)
     if rescale not in _RESCALES or isinstance(rescale, bool):
         raise ValueError(f"`rescale` must be one of {_RESCALES}; got {rescale!r}.")
-    c = float(c)
+    c = as_option(c)
     divisor = (1.0, 1.0 + c**2, 1.0 + c)[rescale]
 
     def weights_fn(
@@ -78,15 +82,10 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
         del key
         num_tasks = check_gramian(gramian)
         mean = torch.full((num_tasks,), 1 / num_tasks, dtype=torch.float64, device=gramian.device)
-        if c == 0.0:  # a static choice: the ball is {g₀}
+        if isinstance(c, float) and c == 0.0:  # a static choice: the ball is {g₀}
             return (mean / divisor).to(gramian.dtype), state
         q, _ = normalize(gramian)  # G / scale
         radius = c * (q.sum() / num_tasks**2).clamp(min=0).sqrt()  # c ‖g₀‖, in the same units
-        w, norm = cagrad_weights(q, radius)
-        # d = g₀ + (c ‖g₀‖ / ‖g_w‖) g_w: the weights are 1/T + c ‖g₀‖ w / ‖g_w‖. ‖g_w‖ ≈ 0 only
-        # where the direction is not unique; the floor keeps the weights ≤ 1e6 there (and d in
-        # the ball) instead of dividing by round-off.
-        a = radius * w / torch.maximum(norm, 1e-6 * radius)
-        return ((mean + a) / divisor).to(gramian.dtype), state
+        return (ball_weights(q, radius) / divisor).to(gramian.dtype), state
 
     return from_weighting(stateless_init, weights_fn)

@@ -14,7 +14,7 @@ from funcmtl.aggregators._base import (
 from funcmtl.aggregators._imtl_g import check_rtol, compute_gramian
 
 
-def config(rtol: float | None = None) -> Aggregator:
+def config(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Conflict-Free Inverse Gradients: a direction with the same positive cosine to every task.
 
     With the unit gradients :math:`U = [g_t / \lVert g_t \rVert]_t` (a zero gradient gives a
@@ -59,10 +59,14 @@ def config(rtol: float | None = None) -> Aggregator:
     check_rtol(rtol)
 
     def weights_fn(
-        gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
+        gramian: Tensor,
+        state: EmptyState,
+        *,
+        key: Tensor | None = None,
+        grads_dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, EmptyState]:
         del key
-        gram, cutoff = compute_gramian(gramian, rtol)
+        gram, cutoff = compute_gramian(gramian, rtol, grads_dtype)
         norms = torch.diagonal(gram).clamp(min=0).sqrt()
         inv_norms = torch.where(norms > 0, 1 / torch.where(norms > 0, norms, 1.0), 0.0)
         cosines = gram * inv_norms[:, None] * inv_norms[None, :]  # U Uᵀ
@@ -75,4 +79,4 @@ def config(rtol: float | None = None) -> Aggregator:
         weights = torch.where(sq_length > 0, ratio, 0.0) * coef
         return weights.to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    return from_weighting(stateless_init, weights_fn, needs_grads_dtype=True)

@@ -9,7 +9,7 @@ from funcmtl.aggregators._solvers import project_weights
 from funcmtl.aggregators._upgrad import check_options, preference
 
 
-def dualproj(pref_vector: Tensor | None = None, reg_eps: float = 0.0) -> Aggregator:
+def dualproj(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> Aggregator:
     r"""The mean gradient projected onto the dual cone of the task gradients.
 
     With :math:`G = J J^\top` and :math:`u = \tfrac{1}{T}\mathbf{1}` by default, the
@@ -29,7 +29,7 @@ def dualproj(pref_vector: Tensor | None = None, reg_eps: float = 0.0) -> Aggrega
         pref_vector: ``u``, the weights ``(T,)`` of the combination that is projected;
             ``None`` means ``1 / T``.
         reg_eps: added to the diagonal of ``G / tr(G)`` before solving, as torchjd does with
-            ``1e-4``; the default ``0`` solves the exact problem.
+            ``1e-4``; the default ``0`` solves the exact problem. A number or a 0-dim tensor.
 
     Returns:
         A stateless :class:`Aggregator` with ``weights``.

@@ -17,9 +17,10 @@ from funcmtl.aggregators._base import (
     require_key,
     stateless_init,
 )
+from funcmtl.aggregators._options import as_option, check_option
 
 
-def graddrop(leak: float = 0.0) -> Aggregator:
+def graddrop(leak: float | Tensor = 0.0) -> Aggregator:
     r"""Gradient Sign Dropout: each coordinate keeps only its positive or only its negative parts.
 
     Per coordinate :math:`k`, the positive sign purity and the masks are (Algorithm 1, lines
@@ -45,7 +46,8 @@ def graddrop(leak: float = 0.0) -> Aggregator:
 
     Args:
         leak: the fraction :math:`\ell \in [0, 1]` of every gradient that passes whatever the
-            mask (0: pure GradDrop, 1: the sum).
+            mask (0: pure GradDrop, 1: the sum); a number or a 0-dim tensor (which ``vmap`` may
+            batch).
 
     Returns:
         An :class:`Aggregator` without ``weights``; ``update`` requires ``key``.
@@ -63,9 +65,8 @@ def graddrop(leak: float = 0.0) -> Aggregator:
         Dragomir Anguelov, `Just Pick a Sign: Optimizing Deep Multitask Models with Gradient
         Sign Dropout <https://arxiv.org/abs/2010.06808>`_, 2020.
     """
-    if isinstance(leak, bool) or not isinstance(leak, (int, float)) or not 0.0 <= leak <= 1.0:
-        raise ValueError(f"`leak` must be a number in [0, 1]; got {leak!r}.")
-    leak = float(leak)
+    check_option("leak", leak, "a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
+    leak = as_option(leak)
 
     def update_fn(
         task_grads: PyTree, state: EmptyState, *, key: Tensor | None = None
@@ -85,7 +86,7 @@ def graddrop(leak: float = 0.0) -> Aggregator:
     return Aggregator(stateless_init, update_fn)
 
 
-def _drop(grads: Tensor, draws: Tensor, leak: float) -> Tensor:
+def _drop(grads: Tensor, draws: Tensor, leak: float | Tensor) -> Tensor:
     """One leaf: ``grads (T, ...)``, ``draws (...)`` uniform; returns the direction ``(...)``."""
     draws = draws.to(grads.device)
     total = grads.sum(0)

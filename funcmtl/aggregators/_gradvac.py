@@ -14,6 +14,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     require_key,
 )
+from funcmtl.aggregators._options import as_option, check_option
 from funcmtl.aggregators._pcgrad import task_orders, visit
 
 
@@ -23,7 +24,7 @@ class GradVacState(NamedTuple):
     targets: Tensor  # shape=(T, T), float32; targets[i, j] = φ̂_ij, the diagonal stays 0
 
 
-def gradvac(beta: float = 0.5) -> Aggregator:
+def gradvac(beta: float | Tensor = 0.5) -> Aggregator:
     r"""Gradient Vaccine: raise each pairwise cosine to an adaptive, EMA-tracked target.
 
     Each task gradient is copied, :math:`g_i' = g_i`, and visits every other task
@@ -47,7 +48,7 @@ def gradvac(beta: float = 0.5) -> Aggregator:
 
     Args:
         beta: EMA rate of the targets, in ``(0, 1]`` (LibMTL's and the official code's default
-            0.5).
+            0.5); a number or a 0-dim tensor (which ``vmap`` may batch).
 
     Returns:
         An :class:`Aggregator` with ``weights``, whose state is :class:`GradVacState`;
@@ -67,9 +68,8 @@ def gradvac(beta: float = 0.5) -> Aggregator:
         Improving Multi-task Optimization in Massively Multilingual Models
         <https://openreview.net/forum?id=F1vEjWK-lH_>`_, 2021.
     """
-    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta <= 1.0:
-        raise ValueError(f"`beta` must be a number in (0, 1]; got {beta!r}.")
-    beta = float(beta)
+    check_option("beta", beta, "a number in (0, 1]", lambda value: 0.0 < value <= 1.0)
+    beta = as_option(beta)
 
     def init_fn(num_tasks: int) -> GradVacState:
         check_num_tasks(num_tasks)

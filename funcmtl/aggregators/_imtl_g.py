@@ -12,6 +12,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
+from funcmtl.aggregators._options import check_option
 
 
 def default_rtol(dtype: torch.dtype) -> float:
@@ -28,22 +29,24 @@ def default_rtol(dtype: torch.dtype) -> float:
 COMPUTE_DTYPE = torch.float64  # the (T, T) linear algebra; weights go back to G's dtype
 
 
-def compute_gramian(gramian: Tensor, rtol: float | None) -> tuple[Tensor, float]:
+def compute_gramian(
+    gramian: Tensor, rtol: float | Tensor | None, grads_dtype: torch.dtype | None = None
+) -> tuple[Tensor, float | Tensor]:
     """Check ``G (T, T)``; return it in :data:`COMPUTE_DTYPE` and the eigenvalue cutoff
-    (``rtol``, or :func:`default_rtol` of ``G``'s dtype when ``None``)."""
+    (``rtol``, or :func:`default_rtol` of ``grads_dtype`` — by default ``G``'s dtype — when
+    ``None``: ``update`` passes a float64 ``G`` of gradients that may be float32)."""
     check_gramian(gramian)
-    cutoff = default_rtol(gramian.dtype) if rtol is None else rtol
+    dtype = gramian.dtype if grads_dtype is None else grads_dtype
+    cutoff = default_rtol(dtype) if rtol is None else rtol
     return gramian.to(COMPUTE_DTYPE), cutoff
 
 
-def check_rtol(rtol: float | None) -> None:
-    if rtol is not None and (
-        isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0.0 <= rtol < 1.0
-    ):
-        raise ValueError(f"`rtol` must be None or a number in [0, 1); got {rtol!r}.")
+def check_rtol(rtol: float | Tensor | None) -> None:
+    if rtol is not None:
+        check_option("rtol", rtol, "None or a number in [0, 1)", lambda value: 0 <= value < 1)
 
 
-def imtl_g(rtol: float | None = None) -> Aggregator:
+def imtl_g(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Impartial MTL, gradient part: the combination whose projection on every unit task
     gradient is the same.
 
@@ -88,14 +91,18 @@ def imtl_g(rtol: float | None = None) -> Aggregator:
     check_rtol(rtol)
 
     def weights_fn(
-        gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
+        gramian: Tensor,
+        state: EmptyState,
+        *,
+        key: Tensor | None = None,
+        grads_dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, EmptyState]:
         del key
-        gram, cutoff = compute_gramian(gramian, rtol)
+        gram, cutoff = compute_gramian(gramian, rtol, grads_dtype)
         norms = torch.diagonal(gram).clamp(min=0).sqrt()
         v = torch.linalg.pinv(gram, rtol=cutoff, hermitian=True) @ norms
         total = v.sum()
         alpha = torch.where(total != 0, v / torch.where(total != 0, total, 1.0), 0.0)
         return alpha.to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    return from_weighting(stateless_init, weights_fn, needs_grads_dtype=True)

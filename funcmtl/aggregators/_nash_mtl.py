@@ -5,13 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl import tree
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
+    PyTree,
     check_gramian,
     from_weighting,
     stateless_init,
 )
+from funcmtl.aggregators._options import as_option, check_option
 from funcmtl.aggregators._solvers import nash_point, normalize
 
 
@@ -39,11 +42,15 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
     Scaling one task's gradient by :math:`c > 0` divides its :math:`\alpha_i` by ``c`` and
     leaves ``d`` unchanged (the bargaining solution is invariant to the tasks' scales); ``d``
     is also invariant to a common scale of all gradients. Finally, as the official code clips
-    the shared parameters' gradient, ``d`` is rescaled to norm at most ``max_norm``.
+    the shared parameters' gradient, ``d`` is rescaled to norm at most ``max_norm``: ``weights``
+    by :math:`\sqrt{\alpha^\top G \alpha}`, ``update`` then once more by the norm of ``d`` as
+    combined in the gradients' dtype (with dependent gradients :math:`\alpha` is large and in
+    float32 the rounding of :math:`J^\top \alpha` alone can exceed the cap).
 
     Args:
         max_norm: the largest allowed :math:`\lVert d \rVert = \sqrt{\alpha^\top G \alpha}`
-            (1.0 by default, as in the official code); ``0`` disables the clipping.
+            (1.0 by default, as in the official code); ``0`` disables the clipping. A number or a
+            0-dim tensor (which ``vmap`` may batch).
 
     Returns:
         A stateless :class:`Aggregator` with ``weights``. (The official ``update_weights_every``
@@ -62,9 +69,8 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
         Ethan Fetaya, `Multi-Task Learning as a Bargaining Game
         <https://arxiv.org/abs/2202.01017>`_, 2022.
     """
-    if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float)) or not max_norm >= 0:
-        raise ValueError(f"`max_norm` must be a number ≥ 0 (0 disables it); got {max_norm!r}.")
-    max_norm = float(max_norm)
+    check_option("max_norm", max_norm, "a number ≥ 0 (0 disables it)", lambda v: v >= 0)
+    max_norm = as_option(max_norm)
 
     def weights_fn(
         gramian: Tensor, state: EmptyState, *, key: Tensor | None = None
@@ -74,10 +80,33 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
         q, scale = normalize(gramian)
         # Q α' = 1/α' with Q = G / s gives G α = 1/α for α = α' / √s.
         alpha = nash_point(q) / scale.sqrt()
-        if max_norm > 0:
+        if not is_off(max_norm):
             g = gramian.to(torch.float64)
             norm = (alpha @ g @ alpha).clamp(min=0).sqrt()
-            alpha = alpha * (max_norm / torch.where(norm > 0, norm, 1.0)).clamp(max=1)
+            alpha = alpha * clip_factor(norm, max_norm)
         return alpha.to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    weighting = from_weighting(stateless_init, weights_fn)
+
+    def update(task_grads: PyTree, state: EmptyState, *, key: Tensor | None = None):
+        direction, state = weighting.update(task_grads, state, key=key)
+        if is_off(max_norm):
+            return direction, state
+        # ‖Jᵀα‖ as combined in the gradients' dtype: with dependent gradients α is large and
+        # the rounding of the sum can exceed the cap that √(αᵀGα) satisfies.
+        norm = torch.stack([x.double().square().sum() for x in tree.leaves(direction)]).sum()
+        factor = clip_factor(norm.sqrt(), max_norm)
+        return tree.map(lambda x: x * factor.to(x.dtype), direction), state
+
+    return Aggregator(stateless_init, update, weighting.weights)
+
+
+def is_off(max_norm: float | Tensor) -> bool:
+    """A number 0 disables the clipping statically; a tensor is always used in arithmetic."""
+    return isinstance(max_norm, float) and max_norm == 0.0
+
+
+def clip_factor(norm: Tensor, max_norm: float | Tensor) -> Tensor:
+    """``min(1, max_norm / norm)``, and 1 where ``max_norm = 0`` (off) or ``norm = 0``."""
+    factor = (max_norm / torch.where(norm > 0, norm, 1.0)).clamp(max=1)
+    return torch.where(torch.as_tensor(max_norm > 0), factor, 1.0)

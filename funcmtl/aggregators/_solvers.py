@@ -450,14 +450,15 @@ def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
     return alpha
 
 
-def project_weights(gramian: Tensor, lower: Tensor, reg_eps: float = 0.0) -> Tensor:
+def project_weights(gramian: Tensor, lower: Tensor, reg_eps: float | Tensor = 0.0) -> Tensor:
     """``argmin_{v ≥ lower} vᵀGv`` (float64): ``Jᵀv`` is ``Jᵀlower`` projected on the dual cone.
 
     ``lower`` is ``(…, T)``, one problem per row (Quinton & Rey, 2024, Proposition 1). As in
-    torchjd, ``reg_eps`` is added to the diagonal of ``G / tr(G)`` (0 solves the exact problem).
+    torchjd, ``reg_eps`` is added to the diagonal of ``G / tr(G)`` (0 solves the exact problem; a
+    tensor, which ``vmap`` may batch, is always added).
     """
     g = gramian.to(torch.float64)
-    if reg_eps > 0:
+    if isinstance(reg_eps, Tensor) or reg_eps > 0:
         trace = torch.diagonal(g, dim1=-2, dim2=-1).sum(-1)
         g = g / torch.where(trace > 0, trace, torch.ones_like(trace))[..., None, None]
         g = g + reg_eps * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)

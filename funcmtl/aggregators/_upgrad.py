@@ -12,16 +12,16 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
+from funcmtl.aggregators._options import check_option
 from funcmtl.aggregators._solvers import project_weights
 
 
-def check_options(pref_vector: Tensor | None, reg_eps: float) -> None:
+def check_options(pref_vector: Tensor | None, reg_eps: float | Tensor) -> None:
     """The shared option checks of UPGrad and DualProj."""
     if pref_vector is not None and (not isinstance(pref_vector, Tensor) or pref_vector.dim() != 1):
         found = tuple(pref_vector.shape) if isinstance(pref_vector, Tensor) else pref_vector
         raise ValueError(f"`pref_vector` must be a 1-D tensor of shape (T,); got {found!r}.")
-    if isinstance(reg_eps, bool) or not isinstance(reg_eps, (int, float)) or not reg_eps >= 0:
-        raise ValueError(f"`reg_eps` must be a number ≥ 0; got {reg_eps!r}.")
+    check_option("reg_eps", reg_eps, "a number ≥ 0", lambda value: value >= 0)
 
 
 def preference(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
@@ -37,7 +37,7 @@ def preference(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
     return pref_vector.to(dtype=torch.float64, device=gramian.device)
 
 
-def upgrad(pref_vector: Tensor | None = None, reg_eps: float = 0.0) -> Aggregator:
+def upgrad(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> Aggregator:
     r"""Unconflicting projection of gradients: average the gradients' dual-cone projections.
 
     Each gradient :math:`g_i` (scaled by :math:`u_i`) is projected onto the dual cone of the
@@ -54,7 +54,11 @@ def upgrad(pref_vector: Tensor | None = None, reg_eps: float = 0.0) -> Aggregato
     conflicts every :math:`g_i` is already in the cone and ``d`` is the mean. The ``T`` QPs are
     solved to float round-off as one batch by a fixed-iteration interior-point method
     (:func:`funcmtl.aggregators._solvers.solve_qp`). Invariant to a permutation of the tasks
-    (with a permuted ``pref_vector``) and linear under positive scaling.
+    (with a permuted ``pref_vector``) and linear under positive scaling. ``update`` solves on a
+    float64 Gramian (accumulated in float64 for CPU gradients): with float32 gradients of a
+    rank-deficient ``J`` (a singular ``G``, whose weights are not unique) these properties hold
+    to about ``1e-4`` of the largest gradient norm; a float32 Gramian of such gradients gives
+    errors up to ~``√ε ≈ 3e-4`` and more (its rounding noise fills ``G``'s null space).
 
     Args:
         pref_vector: ``u``, the weights ``(T,)`` of the combination; ``None`` means
@@ -62,7 +66,8 @@ def upgrad(pref_vector: Tensor | None = None, reg_eps: float = 0.0) -> Aggregato
         reg_eps: added to the diagonal of ``G / tr(G)`` before solving. torchjd uses
             ``1e-4`` to keep its QP solver away from singular Gramians; this solver does not
             need it, so the default ``0`` solves the exact problem. ``reg_eps=1e-4``
-            reproduces torchjd's weights.
+            reproduces torchjd's weights. A number or a 0-dim tensor (which ``vmap`` may
+            batch).
 
     Returns:
         A stateless :class:`Aggregator` with ``weights``.
