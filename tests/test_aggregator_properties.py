@@ -367,16 +367,17 @@ def test_cagrad_optimum_when_zero_is_in_the_hull(c: float) -> None:
         np.testing.assert_allclose(scaled_d, 1e3 * d, atol=1e-6 * _unit(jac), err_msg=label)
 
 
-def test_nash_mtl_respects_max_norm_on_low_rank_float32() -> None:
-    for seed, (fam, rows, cols, rank) in enumerate(
-        [("strictly_weak", 20, 100, 19), ("strong", 20, 100, 19), ("strictly_weak", 20, 10, 10)]
-        + [("strong", 20, 10, 5), ("normal", 20, 10, 10)]
-    ):
-        jac = family(fam, rows, cols, rank, seed=seed)
-        for max_norm in (1.0, 0.1):
-            d = _eager("nash_mtl", jac, torch.float32, max_norm=max_norm)
-            norm = np.linalg.norm(d)
-            assert norm <= max_norm * (1 + 1e-6), f"{fam} r={rank}: ‖d‖ = {norm:.3g}"
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_nash_mtl_respects_max_norm_on_low_rank_jacobians(dtype: torch.dtype) -> None:
+    """Before the cap was applied to the combined direction, float32 gave ‖d‖ up to 3.9 here
+    (float64: 1.0001)."""
+    for shape in GROUPS:
+        for fam, rank, jac in CASES[shape]:
+            if fam not in ("strong", "strictly_weak"):
+                continue
+            for max_norm in (1.0, 0.1):
+                norm = np.linalg.norm(_eager("nash_mtl", jac, dtype, max_norm=max_norm))
+                assert norm <= max_norm * (1 + 1e-6), f"{fam} {jac.shape} r={rank}: {norm:.4g}"
 
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])

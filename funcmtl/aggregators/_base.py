@@ -105,11 +105,14 @@ def gramian(task_grads: PyTree, dtype: torch.dtype | None = None) -> Tensor:
     accumulate = _result_dtype(blocks[0].dtype)
     if dtype == torch.float64 and blocks[0].device.type == "cpu":
         accumulate = torch.float64
+    if accumulate == torch.float64 and blocks[0].dtype != torch.float64:
+        # Squares of float32 (or float16) numbers neither overflow nor underflow in float64.
+        return sum(x @ x.mT for x in (b.to(accumulate) for b in blocks)).to(dtype)
     blocks = [b.to(accumulate) for b in blocks]
     largest = torch.stack([b.abs().amax() if b.numel() else b.new_zeros(()) for b in blocks])
     # The power of two at or just above the largest entry (1 for 0, inf or NaN): exact scaling.
     scale = torch.ldexp(torch.ones_like(largest[0]), torch.frexp(largest.amax())[1])
-    scaled = sum((b / scale) @ (b / scale).mT for b in blocks)
+    scaled = sum(x @ x.mT for x in (b / scale for b in blocks))
     scale = scale.to(dtype)
     return scaled.to(dtype) * scale * scale
 
