@@ -45,9 +45,9 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from funcmtl import _rundir_lock, checkpoint
+from funcmtl import _rundir_lock, _tensorboard, checkpoint
 from funcmtl._atomic import append_line, atomic_write, remove_stale_temporaries
-from funcmtl._json import decode, differences, encode, scalars, write_encoded, write_json
+from funcmtl._json import decode, differences, encode, write_encoded, write_json
 from funcmtl._metrics_log import read_records
 
 __all__ = [
@@ -120,13 +120,11 @@ class RunDir:
         """
         out = Path(out)
         encoded = encode(config, "config")
-        summary_writer = _summary_writer_class() if tensorboard else None
+        summary_writer = _tensorboard.writer_class() if tensorboard else None
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file; choose a new or empty directory.")
         if resume and not out.is_dir():
-            raise ValueError(
-                f"cannot resume {out}: it holds no run; drop --resume to start a new one there."
-            )
+            raise _holds_no_run(out)
         owned = _rundir_lock.held(out) is None
         lock = _rundir_lock.acquire(out)
         if lock.in_use:
@@ -150,10 +148,7 @@ class RunDir:
         """Refuse a directory this run cannot start or continue in (nothing is written)."""
         if not any(entry.name != _rundir_lock.LOCK for entry in out.iterdir()):
             if resume:
-                raise ValueError(
-                    f"cannot resume {out}: it holds no run; drop --resume to start a new one "
-                    "there."
-                )
+                raise _holds_no_run(out)
             return
         if not (out / CONFIG).is_file():
             raise ValueError(
@@ -233,15 +228,7 @@ class RunDir:
         self._commit()
         append_line(self.metrics_path, line)
         if self._writer is not None:
-            self._log_tensorboard(record, step, split)
-
-    def _log_tensorboard(self, record: dict, step: int, split: str) -> None:
-        member = record.get("member")
-        prefix = split if member is None else f"{split}/member_{int(member)}"
-        for name, value in scalars(decode(encode(record, "record"))):
-            if name not in ("step", "split", "member"):
-                self._writer.add_scalar(f"{prefix}/{name}", value, step)
-        self._writer.flush()
+            _tensorboard.log(self._writer, record, step, split)
 
     def _lines(self) -> list[tuple[str, dict]]:
         return read_records(self.metrics_path)
@@ -311,18 +298,14 @@ class RunDir:
         self.close()
 
 
-def _summary_writer_class() -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ValueError(
-            "TensorBoard logging needs the tensorboard package: pip install 'funcmtl[tensorboard]'."
-        ) from None
-    return SummaryWriter
-
-
 def _let_go(lock: _rundir_lock.Lock, owned: bool) -> None:
     """A closed (or garbage-collected) RunDir's end: its lock's, if it took the lock."""
     lock.in_use = False
     if owned:
         lock.release()
+
+
+def _holds_no_run(out: Path) -> ValueError:
+    return ValueError(
+        f"cannot resume {out}: it holds no run; drop --resume to start a new one there."
+    )
