@@ -54,12 +54,15 @@ def evaluate(
 
 
 def record(step: int, split: str, values: dict[str, Tensor], tasks) -> dict:
-    """A metrics.jsonl record (see :mod:`funcmtl.rundir`): member means of ``values``."""
+    """A metrics.jsonl record (see :mod:`funcmtl.rundir`): member means of ``values``.
+
+    A task metric is NaN for a member that saw no labelled example of the task; the mean is
+    over the members that did (NaN only when none did)."""
     per_task: dict[str, dict[str, float]] = {t.name: {} for t in tasks}
     for name, value in values.items():
         task, sep, metric = name.partition("/")
         if sep and task in per_task:
-            per_task[task][metric] = float(value.double().mean())
+            per_task[task][metric] = float(value.double().nanmean())
     result = {"step": step, "split": split, "tasks": per_task}
     if "loss" in values:
         result["loss"] = float(values["loss"].double().mean())

@@ -51,15 +51,20 @@ def delta_m(
 ) -> float:
     """Δm% = (100/T) Σₜ (−1)^{hₜ} (Mₜ − Bₜ) / Bₜ on each task's primary metric, ``hₜ = 1`` when
     higher is better: lower is better, and −5 means 5% better than the single-task models on
-    average (Maninis et al., CVPR 2019; the convention of Nash-MTL and FAMO's tables)."""
-    total = 0.0
+    average (Maninis et al., CVPR 2019; the convention of Nash-MTL and FAMO's tables).
+
+    A task whose metric is NaN in either run (no labelled example in the split) is left out and
+    the mean is over the measured tasks; NaN when none is measured or a baseline is 0."""
+    terms = []
     for task in tasks:
         metric = primary_metric(task)
         value = results[task.name][metric]["mean"]
         base = baselines[task.name][metric]["mean"]
+        if math.isnan(value) or math.isnan(base):
+            continue
         sign = -1.0 if HIGHER_IS_BETTER.get(metric, False) else 1.0
-        total += sign * (value - base) / base if base != 0 else math.nan
-    return 100.0 * total / len(tasks)
+        terms.append(sign * (value - base) / base if base != 0 else math.nan)
+    return 100.0 * sum(terms) / len(terms) if terms else math.nan
 
 
 def _cell(entry: Mapping | None, members: int) -> str:
