@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Union
@@ -13,6 +15,7 @@ import tyro
 
 from cli import bench, compare, ensemble, evaluate, methods, plot, toy, train
 from funcmtl import distributed, experiment
+from funcmtl.experiment._signals import exit_code_of_last_interrupt
 
 # Subcommand name -> (config type, runner, one-line description).
 _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
@@ -66,9 +69,13 @@ def main(args: Sequence[str] | None = None) -> int:
 
     Bad input (a ``ValueError`` from the library or the config) and a failed file operation
     (an ``OSError``: a full disk, a read-only directory) print one line to stderr and return
-    2, without a traceback.
+    2, without a traceback. A torchrun worker (a process group is up) ends here, with
+    :func:`os._exit` after leaving the group (see :func:`_end_worker`).
     """
-    args = list(sys.argv[1:] if args is None else args)
+    return _end_worker(_main(list(sys.argv[1:] if args is None else args)))
+
+
+def _main(args: list[str]) -> int:
     try:
         command = args[0] if args and args[0] in _COMMANDS else None
         preset_name, args = _split_preset(args)
@@ -81,19 +88,51 @@ def main(args: Sequence[str] | None = None) -> int:
             args=args,
         )
         runner = next(run for cls, run in _COMMANDS.values() if type(config) is cls)
-        return runner(config)
+        code = runner(config)
+        if code == 130:  # train and ensemble report any interruption as 130
+            code = _interrupted(exit_code_of_last_interrupt())
+        return code
     except ValueError as error:
         print(f"funcmtl: error: {error}", file=sys.stderr)
         return 2
+    except experiment.Interrupted as stop:  # SIGINT or SIGTERM: a checkpoint was saved
+        print(f"funcmtl: {stop}", file=sys.stderr)
+        return _interrupted(stop.exit_code)
     except distributed.DistributedError as error:  # another rank failed or timed out
         print(f"funcmtl: error: {error}", file=sys.stderr)
-        return 1
+        return _end_worker(1, broken=True)
     except OSError as error:  # a full disk, a read-only --out: atomic writes lost nothing
         print(f"funcmtl: error: {os_problem(error)}", file=sys.stderr)
         return 2
-    finally:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+
+
+def _interrupted(code: int) -> int:
+    """A torchrun worker stopped by SIGINT/SIGTERM (128 + the signal) and saved: it is on its
+    way out, and a repeat of the signal (torchrun forwards a terminal's Ctrl-C, Slurm signals
+    every process) must not turn its exit into a death by that signal."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+    return code
+
+
+def _end_worker(code: int, *, broken: bool = False) -> int:
+    """Leave the process group (if one is up) and end the process with ``code`` at once.
+
+    Once its peers are gone, the group's and the store's C++ destructors at interpreter exit
+    can abort ("terminate called without an active exception": SIGABRT), turning a finished
+    run or a clean one-line error into a crash; ``os._exit`` skips them (the run directory
+    is closed and the output flushed by then). A ``broken`` group (a peer died) is not torn
+    down: that can hang or abort too. Without a group (one process, or main() called
+    in-process) this returns ``code``.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return code
+    if not broken:
+        torch.distributed.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,73 @@
+"""Which members' steps to refuse: a non-finite loss, a non-finite new state, or an update
+whose result no longer has a finite loss.
+
+The loss of a step is computed *before* its update, so it cannot see the update that blows
+the weights up (``--lr 1e30`` gives finite weights of 1e30 and NaN only at the next step).
+:func:`finite_members` therefore also checks every floating leaf of the new state, and, where
+asked, the loss of the new parameters on the step's batch: one extra forward pass, run at
+every step with ``--skip-nonfinite`` and before every checkpoint otherwise, so that a
+checkpoint never holds weights that cannot produce a finite loss.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from funcmtl import functional, mtl, tree
+
+
+def where_members(mask: Tensor, new: Any, old: Any) -> Any:
+    """Member-wise ``new if mask[k] else old`` over stacked trees."""
+
+    def pick(a: Tensor, b: Tensor) -> Tensor:
+        return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))).to(a.device), a, b)
+
+    return tree.map(pick, new, old)
+
+
+def state_finite(state: Any, members: int) -> Tensor:
+    """``(members,)``: every floating leaf of member k's stacked state is finite.
+
+    Checked through per-member sums (NaN and inf propagate through a sum): two small kernels
+    per leaf instead of four. A sum of finite values overflows only if they are near the
+    dtype's largest value, which is a blown-up state as well (low precision sums in float32).
+    """
+    sums = []
+    for leaf in tree.leaves(state):
+        if isinstance(leaf, Tensor) and leaf.is_floating_point() and leaf.dim() > 0:
+            wide = torch.float32 if leaf.element_size() < 4 else leaf.dtype
+            sums.append(leaf.reshape(members, -1).sum(-1, dtype=wide))
+    if not sums:
+        return torch.ones(members, dtype=torch.bool)
+    if len({x.dtype for x in sums}) > 1:
+        sums = [x.double() for x in sums]
+    return torch.isfinite(torch.stack(sums)).all(0).cpu()  # one transfer for the whole state
+
+
+@torch.no_grad()
+def loss_finite(apply: functional.Apply, tasks, state: mtl.MTLState, batch) -> Tensor:
+    """``(K,)``: member k's task losses on its batch at its (new) parameters are finite."""
+    inputs, targets = batch
+
+    def losses(params, buffers, x, y):
+        return mtl.task_losses(tasks, apply(params, buffers, x)[0], y)
+
+    values = torch.func.vmap(losses)(state.params, state.buffers, inputs, targets)
+    return torch.isfinite(values).all(-1).cpu()
+
+
+def describe(finite: Tensor, losses: Tensor, tasks, first_member: int) -> str:
+    """What went wrong for the first refused member (``first_member``: the global index of
+    this rank's member 0), or that it happened on another rank."""
+    if bool(finite.all()):
+        return "a member on another rank"
+    member = int((~finite).nonzero()[0])
+    bad = ~torch.isfinite(losses[member])
+    if not bool(bad.any()):
+        return (f"member {first_member + member}: its update gives non-finite weights or a "
+                "non-finite loss")
+    names = [t.name for t, b in zip(tasks, bad.tolist(), strict=True) if b]
+    return f"member {first_member + member}, non-finite loss of task(s) {names}"
