@@ -6,7 +6,7 @@ import dataclasses
 
 import torch
 
-from cli.train import holding_out, train_or_report_interrupt
+from cli.train import holding_out
 from funcmtl import ensemble as ens
 from funcmtl import experiment, mtl
 from funcmtl.experiment import TrainConfig
@@ -54,9 +54,7 @@ def run(config: Ensemble) -> int:
 
 
 def _run(config: Ensemble) -> int:
-    result = train_or_report_interrupt(experiment.as_train_config(config))
-    if result is None:
-        return 130
+    result = experiment.train(experiment.as_train_config(config))
     if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports
         return 0
     tasks = result.setup.tasks

@@ -15,7 +15,6 @@ import tyro
 
 from cli import bench, compare, ensemble, evaluate, methods, plot, toy, train
 from funcmtl import distributed, experiment
-from funcmtl.experiment._signals import exit_code_of_last_interrupt
 
 # Subcommand name -> (config type, runner, one-line description).
 _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
@@ -88,10 +87,7 @@ def _main(args: list[str]) -> int:
             args=args,
         )
         runner = next(run for cls, run in _COMMANDS.values() if type(config) is cls)
-        code = runner(config)
-        if code == 130:  # train and ensemble report any interruption as 130
-            code = _interrupted(exit_code_of_last_interrupt())
-        return code
+        return runner(config)
     except ValueError as error:
         print(f"funcmtl: error: {error}", file=sys.stderr)
         return 2

@@ -76,16 +76,6 @@ def report(result: experiment.RunResult, data: dict) -> str:
     return "\n".join(lines)
 
 
-def train_or_report_interrupt(config: TrainConfig) -> experiment.RunResult | None:
-    """:func:`funcmtl.experiment.train`; after Ctrl-C, say where the checkpoint is and
-    return ``None`` (the command then exits with 130)."""
-    try:
-        return experiment.train(config)
-    except experiment.Interrupted as stop:
-        print(f"funcmtl: {stop}", file=sys.stderr)
-        return None
-
-
 def holding_out(config: TrainConfig) -> contextlib.AbstractContextManager:
     """Hold ``--out``'s lock for the whole command (the run and the files written after it);
     only the main process of a torchrun job writes there."""
@@ -101,9 +91,7 @@ def run(config: Train) -> int:
 
 def _run(config: Train) -> int:
     base = experiment.as_train_config(config)
-    result = train_or_report_interrupt(base)
-    if result is None:
-        return 130
+    result = experiment.train(base)  # Interrupted (SIGINT, SIGTERM) is reported by main
     baselines = single_task_baselines(base, result.splits) if config.baselines else None
     if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports
         return 0

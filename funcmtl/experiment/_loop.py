@@ -81,28 +81,31 @@ def train(
     steps_total = total_steps(config, len(splits.train))
     setup = build(config, splits, steps_total, aggregator=aggregator, weighting=weighting)
     run_tree = initial_tree(config, setup, device, layout.members)
-    start, run_dir = 0, None
-    if config.out is not None:
-        run_dir = _open_on_main(config, ctx)
-        if config.resume:  # every rank reads the whole ensemble and keeps its shard
-            full = initial_tree(config, setup, device)
-            full, meta = checkpoint.load(config.out / checkpoint.CHECKPOINT, full)
-            run_tree = {
-                "state": distributed.take_shard(full["state"], layout.members),
-                "best": distributed.take_shard(full["best"], layout.members)
-                if full["best"] else {},
-                "step": full["step"],
-            }
-            start = int(meta["step"])
+    start = 0
+    run_dir = _open_on_main(config, ctx) if config.out is not None else None
+    try:
+        if config.out is not None and config.resume:
+            run_tree, start = _resume(config, setup, device, layout)
             if run_dir is not None:
                 run_dir.truncate_log(start)
-    try:
         with StopRequest() as stop:
             return _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir,
                         device, progress and ctx.is_main, stop)
     finally:
         if run_dir is not None:
             run_dir.close()
+
+
+def _resume(config: TrainConfig, setup, device, layout: Layout) -> tuple[dict, int]:
+    """Every rank reads the whole ensemble from the checkpoint and keeps its shard."""
+    full = initial_tree(config, setup, device)
+    full, meta = checkpoint.load(config.out / checkpoint.CHECKPOINT, full)
+    run_tree = {
+        "state": distributed.take_shard(full["state"], layout.members),
+        "best": distributed.take_shard(full["best"], layout.members) if full["best"] else {},
+        "step": full["step"],
+    }
+    return run_tree, int(meta["step"])
 
 
 def _open_on_main(config: TrainConfig, ctx: distributed.Context):
@@ -112,7 +115,7 @@ def _open_on_main(config: TrainConfig, ctx: distributed.Context):
         try:
             run_dir = open_run_dir(config.out, to_json(config), resume=config.resume,
                                    tensorboard=config.tensorboard)
-        except ValueError as error:
+        except (ValueError, OSError) as error:  # the other ranks must not wait in the broadcast
             problem = str(error)
     if ctx.world_size > 1:
         message = [problem]

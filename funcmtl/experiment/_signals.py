@@ -31,18 +31,8 @@ class Interrupted(Exception):
 
     def __init__(self, message: str, signum: int = signal.SIGINT) -> None:
         super().__init__(message)
-        global _last_exit_code
         self.signum = signum
-        self.exit_code = _last_exit_code = 128 + signum
-
-
-_last_exit_code = 128 + signal.SIGINT
-
-
-def exit_code_of_last_interrupt() -> int:
-    """The exit code of the latest :class:`Interrupted` (for commands that report it as
-    130 whatever the signal)."""
-    return _last_exit_code
+        self.exit_code = 128 + signum
 
 
 class StopRequest:
