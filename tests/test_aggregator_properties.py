@@ -143,12 +143,12 @@ KEY = fm.random.key(3)
 SCALE = 37.0  # not a power of two: the float32 inputs round differently
 ORDER_DEPENDENT = {"pcgrad", "gradvac"}
 NON_CONFLICTING = {"mgda", "upgrad", "dualproj"}
-# Direction errors in units of max‖g_i‖. In float32 they come from the rounding of J and of
-# the combination Jᵀw, which singular Gramians (large weights) amplify; row norms spread over
-# 1e8 (`scaled`) make CAGrad's dual ill-conditioned.
-TOLERANCE = {torch.float64: 1e-6, torch.float32: 3e-4}
+# Direction errors in units of max‖g_i‖. In float32 they come from the rounding of J, of the
+# float32 Gramian and of the combination Jᵀw, which singular Gramians (large or non-unique
+# weights) amplify; row norms spread over 1e8 (`scaled`) make CAGrad's dual ill-conditioned.
+TOLERANCE = {torch.float64: 1e-6, torch.float32: 2e-3}
 SCALED_TOLERANCE = 1e-5
-CONFLICT_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-4}  # of g_i·d / (‖g_i‖ max‖g‖)
+CONFLICT_TOLERANCE = {torch.float64: 1e-9, torch.float32: 3e-4}  # of g_i·d / (‖g_i‖ max‖g‖)
 FULL_RANK_ONLY = {"nash_mtl", "config"}  # their promises need linearly independent gradients
 
 
@@ -382,10 +382,18 @@ def test_nash_mtl_respects_max_norm_on_low_rank_jacobians(dtype: torch.dtype) ->
 
 @pytest.mark.parametrize("name", ["upgrad", "dualproj"])
 def test_float32_permutation_invariance_on_ill_conditioned_jacobians(name: str) -> None:
-    """Strictly weak 20 × 100 Jacobians of rank 19 (singular G) in float32, reg_eps = 0."""
-    for seed in range(3):
+    """Strictly weak 20 × 100 Jacobians of rank 19 (singular G), reg_eps = 0: 1e-7 for float64
+    gradients (a singular G's weights are not unique); within the documented 2e-3 for float32
+    gradients (the float32 Gramian's rounding), and within 1e-4 again with reg_eps = 1e-4."""
+    for seed in range(6):
         jac = family("strictly_weak", 20, 100, 19, seed=seed).astype(np.float32)
-        perm = np.random.default_rng(seed).permutation(20)
-        d = _eager(name, jac, torch.float32)
-        error = np.linalg.norm(_eager(name, jac[perm], torch.float32) - d) / _unit(jac)
-        assert error < 1e-4, f"seed {seed}: {error:.1e}"
+        permuted = jac[np.random.default_rng(seed).permutation(20)]
+        unit = _unit(jac)
+        for dtype, options, bound in [
+            (torch.float64, {}, 1e-7),
+            (torch.float32, {}, 2e-3),
+            (torch.float32, {"reg_eps": 1e-4}, 1e-4),
+        ]:
+            d = _eager(name, jac, dtype, **options)
+            error = np.linalg.norm(_eager(name, permuted, dtype, **options) - d) / unit
+            assert error < bound, f"seed {seed} {dtype} {options}: {error:.1e}"
