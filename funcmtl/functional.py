@@ -42,6 +42,7 @@ from torch import nn
 
 from funcmtl import random
 from funcmtl._dropout import (
+    GlobalRandomnessCheck,
     KeyedDropout,
     KeyedRandomness,
     dropout_scope,
@@ -119,7 +120,12 @@ class Apply:
         definition = self._train if train else self._eval
         # BatchNorm updates running stats in place: give it copies, hand them back.
         new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers
-        mode = self._mode() if train and self._mode is not None else contextlib.nullcontext()
+        if not train:
+            mode = contextlib.nullcontext()
+        elif self._mode is not None:
+            mode = self._mode()
+        else:
+            mode = GlobalRandomnessCheck(self._train)
         with dropout_scope(key, dropout_rate), mode:
             outputs = torch.func.functional_call(
                 definition, (params, new_buffers), args, kwargs, strict=True

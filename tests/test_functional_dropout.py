@@ -117,3 +117,47 @@ def test_alpha_dropout_keeps_zero_mean_and_unit_variance_and_rrelu_is_refused():
     with pytest.raises(ValueError, match=r"F.rrelu \(nn.RReLU\) in training .* not from the key"):
         apply(params, buffers, torch.ones(3, 2), train=True, key=key)
     apply(params, buffers, torch.ones(3, 2))  # eval mode is deterministic: fine
+
+
+def _noisy(x, p, training):
+    return F.dropout(x, p, training)
+
+
+class CallsDropoutThroughAHelper(nn.Module):
+    """F.dropout reached through a module-level function the class's code does not name."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return _noisy(self.linear(x), 0.5, self.training)
+
+
+class PlainCustomModule(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.out = nn.Linear(4, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.hidden(x)))
+
+
+def test_a_random_call_the_key_cannot_drive_is_refused_not_run_silently():
+    apply, params, buffers = fm.functional(CallsDropoutThroughAHelper())
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="drew from torch's generator"):
+        apply(params, buffers, x, train=True, key=fm.random.key(0))
+    apply(params, buffers, x)  # evaluation draws nothing
+
+
+def test_a_custom_module_without_random_calls_trains_like_its_torch_forward():
+    net = PlainCustomModule()
+    apply, params, buffers = fm.functional(net)
+    x = torch.randn(8, 4)
+    out, _ = apply(params, buffers, x, train=True, key=fm.random.key(0))
+    assert torch.equal(out, net(x))
+    grads = torch.func.grad(lambda p: apply(p, buffers, x, train=True)[0].square().sum())(params)
+    expected = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
+    for (name, _), g in zip(net.named_parameters(), expected, strict=True):
+        torch.testing.assert_close(grads[name], g)
