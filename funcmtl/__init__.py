@@ -4,11 +4,14 @@ Models are stateless parameter pytrees run through ``torch.func.functional_call`
 axis on every leaf is a batch of models, trained in one ``vmap``.
 """
 
+from importlib import metadata as _metadata
+
 from funcmtl import (
     aggregators,
     checkpoint,
     data,
     datasets,
+    distributed,
     ensemble,
     experiment,
     losses,
@@ -29,6 +32,7 @@ __all__ = [
     "checkpoint",
     "data",
     "datasets",
+    "distributed",
     "ensemble",
     "experiment",
     "functional",
@@ -44,4 +48,7 @@ __all__ = [
     "tree",
     "weightings",
 ]
-__version__ = "0.1.0"
+try:
+    __version__ = _metadata.version("funcmtl")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"

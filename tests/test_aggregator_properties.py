@@ -32,11 +32,10 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
-# One thread for the solvers' many tiny LAPACK calls (an autouse fixture).
-from test_aggregators_qp import _one_thread  # noqa: F401
-
 import funcmtl as fm
 from funcmtl import aggregators as agg
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the solvers' tiny LAPACK calls
 
 
 def _complement(q: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -37,14 +37,7 @@ J0 = np.array(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The QP solvers make many tiny LAPACK calls; on a busy 2-core machine MKL's thread team
-    makes each ~10 ms instead of µs (the numbers do not change). Restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random(shape: tuple[int, ...], seed: int, dtype=torch.float64) -> torch.Tensor:

@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-# One thread for the solvers' many tiny LAPACK calls (an autouse fixture).
-from test_aggregators_qp import _one_thread  # noqa: F401
-
 import funcmtl as fm
 from funcmtl import aggregators as agg
 
@@ -21,6 +18,8 @@ WEIGHTINGS = [n for n in agg.names() if n not in ("mean", "sum", "graddrop")]
 # A 3 × 3 Jacobian whose rows conflict, and a 4 × 6 one.
 J3 = fm.random.normal(fm.random.key(3), (3, 3), dtype=torch.float64)
 J4 = fm.random.normal(fm.random.key(4), (4, 6), dtype=torch.float64)
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # the solvers' tiny LAPACK calls
 
 
 def _direction(aggregator, grads: torch.Tensor) -> torch.Tensor:

@@ -27,13 +27,7 @@ from funcmtl.aggregators._upgrad import upgrad
 RTOL64, RTOL32 = 1e-6, 1e-4  # direction error / max ‖g_i‖, float64 and float32 inputs
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The solvers make many tiny LAPACK calls, which a thread team only slows down."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ----------------------------------------------------------------------------------------

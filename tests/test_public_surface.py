@@ -1,0 +1,29 @@
+"""The package's public surface: version, exported modules, the documented test command."""
+
+import re
+from importlib import metadata
+from pathlib import Path
+
+import funcmtl as fm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_is_the_installed_distributions():
+    assert fm.__version__ == metadata.version("funcmtl")
+
+
+def test_every_subpackage_is_reachable_as_an_attribute():
+    import funcmtl.distributed
+
+    assert fm.distributed is funcmtl.distributed
+    assert set(fm.__all__) >= {"distributed", "aggregators", "weightings", "optim", "ensemble"}
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    commands = re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S)
+    test_command = next(c for c in commands if "pytest" in c)
+    assert "ruff check ." in test_command
+    assert test_command in ci
