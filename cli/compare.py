@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import sys
 
-from cli.train import holding_out, single_task_baselines
 from funcmtl import experiment
 from funcmtl.experiment import TrainConfig
+
+from .train import holding_out, single_task_baselines
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,10 +6,11 @@ import dataclasses
 
 import torch
 
-from cli.train import holding_out
 from funcmtl import ensemble as ens
 from funcmtl import experiment, mtl
 from funcmtl.experiment import TrainConfig
+
+from .train import holding_out
 
 
 @dataclasses.dataclass(frozen=True)

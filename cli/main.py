@@ -13,8 +13,9 @@ from typing import Annotated, Any, Union
 import torch
 import tyro
 
-from cli import bench, compare, ensemble, evaluate, methods, plot, toy, train
 from funcmtl import distributed, experiment
+
+from . import bench, compare, ensemble, evaluate, methods, plot, toy, train
 
 # Subcommand name -> (config type, runner, one-line description).
 _COMMANDS: dict[str, tuple[type, Callable[[Any], int]]] = {
@@ -97,6 +98,9 @@ def _main(args: list[str]) -> int:
     except distributed.DistributedError as error:  # another rank failed or timed out
         print(f"funcmtl: error: {error}", file=sys.stderr)
         return _end_worker(1, broken=True)
+    except BrokenPipeError:  # `funcmtl ... | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 1
     except OSError as error:  # a full disk, a read-only --out: atomic writes lost nothing
         print(f"funcmtl: error: {os_problem(error)}", file=sys.stderr)
         return 2

@@ -8,8 +8,9 @@ from typing import Literal
 
 import torch
 
-from cli.compare import parse_method
 from funcmtl import aggregators, datasets, experiment, random
+
+from .compare import parse_method
 
 
 @dataclasses.dataclass(frozen=True)

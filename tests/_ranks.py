@@ -98,7 +98,7 @@ class Ranks:
 
 def funcmtl_argv(args: list[str]) -> list[str]:
     """The command line of ``funcmtl ARGS`` run by this interpreter."""
-    return [sys.executable, "-c", "import sys; from cli.main import main; sys.exit(main())",
+    return [sys.executable, "-c", "import sys; from funcmtl_cli.main import main; sys.exit(main())",
             *args]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import funcmtl as fm
-from cli.main import main
+from funcmtl_cli.main import main
 
 
 def test_methods_lists_every_public_optimizer_loss_and_metric(capsys):
@@ -62,7 +62,10 @@ def test_unknown_group_exits_2(capsys):
 
 def test_console_entry_point_help():
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--help"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "funcmtl_cli.main", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0
     assert "methods" in result.stdout

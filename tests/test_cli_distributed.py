@@ -13,8 +13,8 @@ import pytest
 import torch
 from _ranks import ROOT, base_env, funcmtl_argv, load_checkpoint
 
-from cli.main import main
 from funcmtl import tree
+from funcmtl_cli.main import main
 
 FAST = ["--hidden", "16", "--batch-size", "50", "--steps", "12", "--log-every", "4",
         "--data-options", "num_pairs=(300,100,100)"]

@@ -20,8 +20,8 @@ import pytest
 import torch
 from test_cli_train import FAST, _files
 
-from cli.main import main
 from funcmtl import checkpoint
+from funcmtl_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,8 +70,8 @@ def test_a_second_run_on_a_busy_out_is_refused_and_writes_nothing(tmp_path, caps
     out = tmp_path / "run"
     long_run = [*FAST, "--steps", "100000", "--checkpoint-every", "100000", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    first = subprocess.Popen([sys.executable, "-m", "cli.main", "train", *long_run], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen([sys.executable, "-m", "funcmtl_cli.main", "train", *long_run],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for_training(out, first)
         config = (out / "config.json").read_bytes()

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from cli.main import main
 from funcmtl import checkpoint, experiment, tree
 from funcmtl.experiment import _loop
+from funcmtl_cli.main import main
 
 # Small and fast: multidigits with a narrow trunk, a few dozen steps.
 FAST = ["--hidden", "32", "--batch-size", "64", "--log-every", "5", "--data-options",

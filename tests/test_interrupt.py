@@ -17,8 +17,8 @@ import pytest
 import torch
 from _ranks import Ranks, funcmtl_argv, load_checkpoint
 
-from cli.main import main
 from funcmtl import tree
+from funcmtl_cli.main import main
 
 RUN = ["ensemble", "--members", "4", "--hidden", "8", "--batch-size", "16", "--steps", "120",
        "--log-every", "5", "--eval-every", "40", "--checkpoint-every", "40",

@@ -10,8 +10,8 @@ import pytest
 import torch
 from _ranks import load_checkpoint
 
-from cli.main import main
 from funcmtl import experiment, mtl, tree
+from funcmtl_cli.main import main
 
 SMALL = ["--hidden", "8", "--batch-size", "16", "--data-options", "num_pairs=(100,50,50)"]
 CONFIG = experiment.TrainConfig(hidden=(8,), batch_size=16, steps=10, checkpoint_every=3,

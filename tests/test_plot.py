@@ -8,8 +8,8 @@ import sys
 import pytest
 import tyro
 
-from cli import plot
 from funcmtl.rundir import RunDir
+from funcmtl_cli import plot
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -27,3 +27,17 @@ def test_ci_runs_the_readme_test_command_verbatim():
     test_command = next(c for c in commands if "pytest" in c)
     assert "ruff check ." in test_command
     assert test_command in ci
+
+
+def test_the_wheel_lists_every_package_and_no_top_level_cli():
+    tomllib = __import__("pytest").importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        ".".join(init.parent.relative_to(ROOT).parts)
+        for folder in ("funcmtl", "cli")
+        for init in (ROOT / folder).rglob("__init__.py")
+    }
+    found = {"funcmtl_cli" + name[3:] if name.startswith("cli") else name for name in found}
+    assert set(config["packages"]) == found
+    assert config["package-dir"] == {"funcmtl_cli": "cli"}
+    assert not any(name == "cli" or name.startswith("cli.") for name in config["packages"])

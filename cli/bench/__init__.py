@@ -8,7 +8,7 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from cli.bench import ensemble, matmul, pertask
+from . import ensemble, matmul, pertask
 
 # Suite name -> (config class, runner); each becomes `funcmtl bench <name>`.
 SUITES: dict[str, tuple[type, Callable[[Any], int]]] = {

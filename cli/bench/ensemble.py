@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 import funcmtl as fm
-from cli.bench._timing import (
+
+from ._timing import (
     interleaved_medians,
     matmul_gflops,
     resolve_device,

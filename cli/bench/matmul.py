@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from cli.bench._timing import matmul_gflops, resolve_device
+from ._timing import matmul_gflops, resolve_device
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 import funcmtl as fm
-from cli.bench._timing import interleaved_medians, resolve_device, write_json_atomically
+
+from ._timing import interleaved_medians, resolve_device, write_json_atomically
 
 
 @dataclasses.dataclass(frozen=True)
