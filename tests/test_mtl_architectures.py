@@ -424,7 +424,8 @@ def test_parameter_names_partition_named_parameters(arch):
     if arch in ("hard", "mmoe", "cgc"):  # the shared/tasks split
         assert shared and all(n.startswith("shared.") for n in shared)
         assert all(n.startswith(f"tasks.heads.{t}.") for t, g in owned.items() for n in g)
-        assert model.shared(inputs()) is not None
+        features = model.shared(inputs())  # the trunk's output feeds every head
+        assert isinstance(features, torch.Tensor) and features.shape[0] == inputs().shape[0]
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
