@@ -40,9 +40,13 @@ def registry(kind: str, methods: Iterable[Method]) -> Registry:
         methods: the table.
 
     Example:
+        >>> from funcmtl._registry import Method, registry
+        >>> mean = fm.aggregators.mean
         >>> names, method, options, get, describe = registry(
         ...     "aggregator", [Method("mean", mean, "Average of the gradients.", "Caruana, 1997.")]
         ... )
+        >>> names(), describe("mean")
+        (['mean'], 'Average of the gradients. [Caruana, 1997.]')
     """
     table = {entry.name: entry for entry in methods}
 

@@ -19,8 +19,16 @@ the same configuration (as ``equinox.tree_deserialise_leaves`` does), checks eve
 it and moves each tensor to the device of the matching ``like`` leaf.
 
 Example:
-    >>> fm.checkpoint.save(run / fm.checkpoint.CHECKPOINT, state, metadata={"epoch": 3})
-    >>> state, metadata = fm.checkpoint.load(run / fm.checkpoint.CHECKPOINT, like=fresh_state)
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> state = {"w": torch.arange(3.0), "step": 3}
+    >>> fresh_state = {"w": torch.zeros(3), "step": 0}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     run = Path(tmp)
+    ...     fm.checkpoint.save(run / fm.checkpoint.CHECKPOINT, state, metadata={"epoch": 3})
+    ...     state, metadata = fm.checkpoint.load(run / fm.checkpoint.CHECKPOINT, like=fresh_state)
+    >>> state, metadata
+    ({'w': tensor([0., 1., 2.]), 'step': 3}, {'epoch': 3})
 """
 
 from __future__ import annotations

@@ -30,10 +30,20 @@ Non-finite floats are written as the JSON strings ``"nan"``, ``"inf"`` and ``"-i
 into floats. 0-dim tensors are written as numbers.
 
 Example:
-    >>> with RunDir.open(Path("runs/a"), config, resume=False) as run:
-    ...     run.log({"step": 10, "split": "train", "loss": loss, "tasks": {...}})
-    ...     fm.checkpoint.save(run.checkpoint_path, state)
-    ...     run.write_summary({"best_val_loss": 0.4})
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from funcmtl.rundir import RunDir
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     with RunDir.open(Path(tmp) / "a", {"lr": 0.1}, resume=False) as run:
+    ...         run.log({"step": 10, "split": "train", "loss": 0.83,
+    ...                  "tasks": {"age": {"loss": 0.41}}})
+    ...         fm.checkpoint.save(run.checkpoint_path, {"w": torch.ones(2)})
+    ...         run.write_summary({"best_val_loss": 0.4})
+    ...     sorted(path.name for path in (Path(tmp) / "a").iterdir())
+    ...     run.records(), run.read_summary()
+    ['checkpoint.pt', 'config.json', 'metrics.jsonl', 'summary.json']
+    ([{'loss': 0.83, 'split': 'train', 'step': 10, 'tasks': {'age': {'loss': 0.41}}}],
+     {'best_val_loss': 0.4})
 """
 
 from __future__ import annotations

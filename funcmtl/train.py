@@ -7,12 +7,16 @@ for ``torch.compile``. :func:`fit` is the eager driver around it: epochs, key-dr
 shuffling, evaluation, early stopping and a kept best state.
 
 Example:
+    >>> net = nn.Linear(4, 3)
+    >>> x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
     >>> apply, _, _ = fm.functional(net)
-    >>> params, buffers = fm.init(net, k_init)
+    >>> params, buffers = fm.init(net, fm.random.key(0))
     >>> opt = fm.optim.adam(1e-3)
     >>> step = fm.train.make_step(fm.train.supervised_loss(apply, fm.losses.cross_entropy), opt)
     >>> state = fm.train.init_state(params, buffers, opt)
-    >>> state, metrics = step(state, (x, y), k_step)
+    >>> state, metrics = step(state, (x, y), fm.random.key(1))
+    >>> metrics
+    {'loss': tensor(...)}
 """
 
 from __future__ import annotations

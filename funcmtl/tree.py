@@ -97,7 +97,10 @@ def map(fn: Callable[..., Any], tree: PyTree, *rest: PyTree) -> PyTree:  # noqa:
     """Apply ``fn`` leaf by leaf over ``tree`` and any further trees of the same structure.
 
     Example:
+        >>> params = {"w": torch.ones(2), "b": torch.zeros(1)}
+        >>> grads = {"w": torch.tensor([1.0, -1.0]), "b": torch.tensor([2.0])}
         >>> fm.tree.map(lambda p, g: p - 0.1 * g, params, grads)
+        {'w': tensor([0.9000, 1.1000]), 'b': tensor([-0.2000])}
     """
     if rest:
         check_same_structure([tree, *rest], what="fm.tree.map arguments")

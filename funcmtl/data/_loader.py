@@ -103,7 +103,10 @@ def random_split(
     """Split ``data`` into disjoint parts of the given fractions, deterministically from ``key``.
 
     Example:
-        >>> train, val, test = random_split(data, (0.8, 0.1, 0.1), key=fm.random.key(0))
+        >>> data = {"x": torch.arange(10.0), "y": torch.arange(10)}
+        >>> train, val, test = fm.data.random_split(data, (0.8, 0.1, 0.1), key=fm.random.key(0))
+        >>> train["y"], val["y"], test["y"]
+        (tensor([0, 2, 4, 9, 6, 8, 7, 5]), tensor([1]), tensor([3]))
     """
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
         raise ValueError(

@@ -8,7 +8,13 @@ A :class:`MultiTaskDataset` holds everything a multi-task run needs from the dat
 Example:
     >>> train, val, test = fm.datasets.load_splits("multidigits", seed=0)
     >>> x, y = train.data                    # (N, 128), {"left": (N,), "right": (N,), "sum": (N,)}
+    >>> x.shape, [task.name for task in train.tasks]
+    (torch.Size([8000, 128]), ['left', 'right', 'sum'])
+    >>> heads = {task.name: fm.mtl.output_head(16, task) for task in train.tasks}
+    >>> model = fm.mtl.HardSharing(nn.Linear(128, 16), heads)
     >>> losses = fm.mtl.task_losses(train.tasks, model(x), y)
+    >>> losses.shape
+    torch.Size([3])
 """
 
 from __future__ import annotations

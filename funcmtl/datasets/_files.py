@@ -16,8 +16,18 @@ means "label missing": the task gets ``mask_value`` NaN (binary, regression) or 
 (classification), which losses and metrics mask out. NaN in the inputs is an error.
 
 Example:
-    >>> data = fm.datasets.from_file("houses.csv", targets={"price": "regression",
-    ...                                                   "kind": "classification(3)"})
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "houses.csv"
+    ...     _ = path.write_text("area,rooms,price,kind\\n50,2,1.5,0\\n80,3,2.5,2\\n")
+    ...     data = fm.datasets.from_file(path, targets={"price": "regression",
+    ...                                                 "kind": "classification(3)"})
+    >>> data.inputs  # the columns no target uses: area, rooms
+    tensor([[50.,  2.],
+            [80.,  3.]])
+    >>> data.targets
+    {'price': tensor([1.5000, 2.5000]), 'kind': tensor([0, 2])}
 """
 
 from __future__ import annotations

@@ -68,8 +68,17 @@ def load(name_or_path: str | Path, **options: Any) -> MultiTaskDataset:
     images, so only its own split keeps test images out of training.
 
     Example:
-        >>> fm.datasets.load("synthetic", correlation=0.9, num_tasks=3)
-        >>> fm.datasets.load("data.csv", targets={"y": "regression"})
+        >>> data = fm.datasets.load("synthetic", correlation=0.9, num_tasks=3, num_examples=1000)
+        >>> data.inputs.shape, list(data.targets)
+        (torch.Size([1000, 100]), ['y1', 'y2', 'y3'])
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     _ = (Path(tmp) / "data.csv").write_text("a,b,y\\n1,2,3\\n4,5,6\\n")
+        ...     data = fm.datasets.load(Path(tmp) / "data.csv", targets={"y": "regression"})
+        >>> data.inputs, data.targets
+        (tensor([[1., 2.],
+                [4., 5.]]), {'y': tensor([3., 6.])})
     """
     source = _check_name(name_or_path)
     if not isinstance(source, Path):

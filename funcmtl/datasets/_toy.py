@@ -108,8 +108,12 @@ def toy_trajectory(
         losses before every step and after the last.
 
     Example:
-        >>> run = fm.datasets.toy_trajectory("mgda", TOY_STARTS["cagrad"][0], steps=5000)
-        >>> run["losses"][-1]
+        >>> start = fm.datasets.TOY_STARTS["cagrad"][0]
+        >>> run = fm.datasets.toy_trajectory("mgda", start, steps=100, lr=0.1)
+        >>> run["trajectory"].shape
+        torch.Size([101, 2])
+        >>> run["losses"][-1] < run["losses"][0]  # MGDA lowers both losses
+        tensor([True, True])
     """
     if isinstance(aggregator, str):
         aggregator = aggregators.get(aggregator)

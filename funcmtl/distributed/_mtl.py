@@ -98,10 +98,24 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         a :class:`DataParallel` to pass as ``make_step(..., data_parallel=...)``.
 
     Example:
+        Run as a plain script this is a 1-process world; under ``torchrun`` the same code
+        trains one model over all the ranks.
+
+        >>> tasks = [fm.mtl.Task("a", "regression"), fm.mtl.Task("b", "regression")]
+        >>> model = fm.mtl.HardSharing(nn.Linear(4, 8),
+        ...                            {t.name: fm.mtl.output_head(8, t) for t in tasks})
+        >>> params, buffers = fm.init(model, fm.random.key(0))
+        >>> opt = fm.optim.adam(1e-2)
+        >>> state = fm.mtl.init_state(params, buffers, tasks, opt, "pcgrad")
+        >>> data = (torch.randn(64, 4), {"a": torch.randn(64), "b": torch.randn(64)})
+        >>> split = fm.mtl.split_module(model)
         >>> with fm.distributed.init() as ctx:
         ...     dp = fm.distributed.data_parallel(ctx)
         ...     step = fm.mtl.make_step(split, tasks, opt, "pcgrad", data_parallel=dp)
-        ...     result = fm.train.fit(step, state, data, key=key, batch_size=256, epochs=10)
+        ...     result = fm.train.fit(step, state, data, key=fm.random.key(1), batch_size=16,
+        ...                           epochs=2)
+        >>> ctx.world_size
+        1
     """
     if ctx.group is None:
         return DataParallel(

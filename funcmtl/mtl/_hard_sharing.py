@@ -56,7 +56,7 @@ class HardSharing(SplitMultiTaskModel):
         >>> tasks = [fm.mtl.Task("digit", "classification", 10), fm.mtl.Task("age", "regression")]
         >>> trunk = nn.Sequential(nn.Linear(8, 32), nn.ReLU())
         >>> age_head = fm.mtl.output_head(32, tasks[1])  # Linear(32, 1), squeezed to (N,)
-        >>> model = HardSharing(trunk, {"digit": nn.Linear(32, 10), "age": age_head})
+        >>> model = fm.mtl.HardSharing(trunk, {"digit": nn.Linear(32, 10), "age": age_head})
         >>> model(torch.randn(4, 8))["age"].shape
         torch.Size([4])
         >>> params, buffers = fm.init(model, fm.random.key(0))

@@ -15,12 +15,18 @@ with no labelled example in a batch has loss 0 (it adds nothing to training) and
 ``NaN`` (it was not measured; a 0 would read as a score).
 
 Example:
+    >>> from funcmtl.mtl import Task, task_losses, task_weights
     >>> tasks = [
     ...     Task("digit", "classification", 10, mask_value=-1),
     ...     Task("age", "regression", 1, mask_value=float("nan"), weight=0.5),
     ... ]
-    >>> losses = task_losses(tasks, model(x), {"digit": y_digit, "age": y_age})  # (2,)
-    >>> total = (task_weights(tasks) * losses).sum()
+    >>> outputs = {"digit": torch.zeros(3, 10), "age": torch.zeros(3)}
+    >>> y_digit, y_age = torch.tensor([1, -1, 3]), torch.tensor([1.0, 2.0, float("nan")])
+    >>> losses = task_losses(tasks, outputs, {"digit": y_digit, "age": y_age})  # (2,)
+    >>> losses  # log(10) and the mean of 1² and 2²; the masked labels are left out
+    tensor([2.3026, 2.5000])
+    >>> (task_weights(tasks) * losses).sum()
+    tensor(3.5526)
 """
 
 from __future__ import annotations

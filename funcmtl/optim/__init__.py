@@ -8,10 +8,12 @@ hyperparameters) and ``torch.func.grad``.
 
 Example:
     >>> import funcmtl as fm
-    >>> opt = fm.optim.chain(fm.optim.clip_by_global_norm(1.0), fm.optim.adamw(1e-3))
+    >>> params, grads = {"w": torch.ones(3)}, {"w": torch.tensor([1.0, -2.0, 0.5])}
+    >>> opt = fm.optim.chain(fm.optim.clip_by_global_norm(1.0), fm.optim.sgd(1.0))
     >>> state = opt.init(params)
     >>> updates, state = opt.update(grads, state, params)
-    >>> params = fm.optim.apply_updates(params, updates)
+    >>> fm.optim.apply_updates(params, updates)  # a step of norm 1 against the gradient
+    {'w': tensor([0.5636, 1.8729, 0.7818])}
 """
 
 from funcmtl.optim._adam import ScaleByAdamState, adam, adamw, scale_by_adam

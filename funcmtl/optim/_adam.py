@@ -100,10 +100,12 @@ def adam(
         A :class:`GradientTransformation` equal, step for step, to ``torch.optim.Adam``.
 
     Example:
-        >>> opt = fm.optim.adam(1e-3)
+        >>> params, grads = {"w": torch.ones(3)}, {"w": torch.tensor([1.0, -2.0, 0.5])}
+        >>> opt = fm.optim.adam(0.1)
         >>> state = opt.init(params)
         >>> updates, state = opt.update(grads, state, params)
-        >>> params = fm.optim.apply_updates(params, updates)
+        >>> fm.optim.apply_updates(params, updates)  # the first step is -lr * sign(grad)
+        {'w': tensor([0.9000, 1.1000, 0.9000])}
 
     References:
         Kingma & Ba, `Adam: A Method for Stochastic Optimization
@@ -151,7 +153,9 @@ def adamw(
 
     Example:
         >>> opt = fm.optim.adamw(fm.optim.warmup_cosine_decay_schedule(0.0, 1e-3, 100, 1000))
-        >>> state = opt.init(params)
+        >>> state = opt.init({"w": torch.ones(3)})
+        >>> state[0].mu
+        {'w': tensor([0., 0., 0.])}
 
     References:
         Loshchilov & Hutter, `Decoupled Weight Decay Regularization

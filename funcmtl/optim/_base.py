@@ -105,8 +105,14 @@ def set_to_zero() -> GradientTransformation:
     """Replace every update by zeros: the leaves it sees stay frozen.
 
     Example:
+        >>> params = {"trunk.w": torch.ones(2), "head.w": torch.ones(2)}
         >>> frozen_trunk = fm.optim.partition({"trunk": fm.optim.set_to_zero(),
-        ...                                    "head": fm.optim.adam(1e-3)}, labels)
+        ...                                    "head": fm.optim.sgd(0.1)},
+        ...                                   lambda name: name.split(".")[0])
+        >>> state = frozen_trunk.init(params)
+        >>> frozen_trunk.update({"trunk.w": torch.ones(2), "head.w": torch.ones(2)},
+        ...                     state, params)[0]
+        {'trunk.w': tensor([0., 0.]), 'head.w': tensor([-0.1000, -0.1000])}
     """
     return stateless(lambda updates, params: tree.zeros_like(updates))
 

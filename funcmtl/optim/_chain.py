@@ -20,9 +20,12 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         transforms)``.
 
     Example:
-        >>> opt = fm.optim.chain(fm.optim.clip_by_global_norm(1.0), fm.optim.adam(1e-3))
+        >>> params, grads = {"w": torch.ones(3)}, {"w": torch.tensor([1.0, -2.0, 0.5])}
+        >>> opt = fm.optim.chain(fm.optim.clip_by_global_norm(1.0), fm.optim.sgd(1.0))
         >>> state = opt.init(params)
         >>> updates, state = opt.update(grads, state, params)
+        >>> updates  # the gradient, clipped to norm 1, then scaled by -1
+        {'w': tensor([-0.4364,  0.8729, -0.2182])}
     """
     for index, transform in enumerate(transforms):
         if not isinstance(transform, GradientTransformation):

@@ -95,7 +95,9 @@ def partition(
         ...     {"trunk": fm.optim.adam(1e-3), "heads": fm.optim.adam(1e-2)},
         ...     lambda name: "heads" if name.startswith("heads.") else "trunk",
         ... )
-        >>> state = opt.init(params)
+        >>> state = opt.init({"trunk.w": torch.ones(2), "heads.a.w": torch.ones(2)})
+        >>> state.inner_states["heads"][0].mu  # each group has its own Adam moments
+        {'heads.a.w': tensor([0., 0.])}
     """
     transforms = dict(transforms)
     for label, transform in transforms.items():

@@ -97,7 +97,9 @@ def rmsprop(
 
     Example:
         >>> opt = fm.optim.rmsprop(1e-2, momentum=0.9, centered=True)
-        >>> state = opt.init(params)
+        >>> state = opt.init({"w": torch.ones(3)})
+        >>> state[1]  # the momentum buffer
+        TraceState(trace={'w': tensor([0., 0., 0.])})
 
     References:
         Tieleman & Hinton, Lecture 6.5 — RMSprop, COURSERA: Neural Networks for Machine

@@ -35,10 +35,12 @@ def sgd(
         A :class:`GradientTransformation` equal, step for step, to ``torch.optim.SGD``.
 
     Example:
+        >>> params, grads = {"w": torch.ones(3)}, {"w": torch.tensor([1.0, -2.0, 0.5])}
         >>> opt = fm.optim.sgd(0.1, momentum=0.9, nesterov=True)
         >>> state = opt.init(params)
         >>> updates, state = opt.update(grads, state, params)
-        >>> params = fm.optim.apply_updates(params, updates)
+        >>> fm.optim.apply_updates(params, updates)
+        {'w': tensor([0.8100, 1.3800, 0.9050])}
 
     References:
         Robbins & Monro, `A Stochastic Approximation Method

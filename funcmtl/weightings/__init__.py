@@ -7,9 +7,12 @@ runs under ``torch.func.vmap`` (K MTL models, each with its own weighting state)
 
 Example:
     >>> import funcmtl as fm
+    >>> losses = torch.tensor([0.5, 1.0, 2.0], requires_grad=True)
     >>> wt = fm.weightings.get("uncertainty", lr=0.01)
     >>> state = wt.init(3)
     >>> w, state = wt.weights(losses.detach(), state)
+    >>> w
+    tensor([1., 1., 1.])
     >>> total = (w * losses).sum()
 """
 

@@ -50,9 +50,15 @@ def dwa(temperature: float | Tensor = 2.0, period: int = 100) -> Weighting:
         A :class:`Weighting` whose state is :class:`DwaState`.
 
     Example:
-        >>> wt = fm.weightings.dwa(temperature=2.0, period=len(loader))
+        >>> wt = fm.weightings.dwa(temperature=2.0, period=1)
         >>> state = wt.init(3)
-        >>> w, state = wt.weights(losses, state)      # ones for the first 2 * period calls
+        >>> w, state = wt.weights(torch.ones(3), state)  # ones for the first 2 * period calls
+        >>> w, state = wt.weights(torch.tensor([0.5, 1.0, 2.0]), state)
+        >>> w
+        tensor([1., 1., 1.])
+        >>> w, state = wt.weights(torch.tensor([0.5, 1.0, 2.0]), state)
+        >>> w  # the third task's loss grew the most: it gets the largest weight
+        tensor([0.6817, 0.8753, 1.4431])
 
     References:
         Liu, Johns & Davison, `End-to-End Multi-Task Learning with Attention

@@ -81,7 +81,9 @@ def famo(
     Example:
         >>> wt = fm.weightings.famo(lr=0.025, gamma=0.01)
         >>> state = wt.init(3)
-        >>> w, state = wt.weights(losses, state)   # losses > 0; w sums to 1
+        >>> w, state = wt.weights(torch.tensor([0.5, 1.0, 2.0]), state)   # losses > 0
+        >>> w  # sums to 1
+        tensor([0.5714, 0.2857, 0.1429])
 
     References:
         Liu, Feng, Stone & Liu, `FAMO: Fast Adaptive Multitask Optimization

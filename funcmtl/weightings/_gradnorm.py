@@ -63,7 +63,10 @@ def gradnorm(alpha: float | Tensor = 1.5, lr: float | Tensor = 0.025) -> Weighti
     Example:
         >>> wt = fm.weightings.gradnorm(alpha=1.5, lr=0.025)
         >>> state = wt.init(3)
-        >>> w, state = wt.weights(losses, state, grad_norms=norms)   # norms: (3,)
+        >>> norms = torch.tensor([1.0, 2.0, 4.0])   # one gradient norm per task
+        >>> w, state = wt.weights(torch.ones(3), state, grad_norms=norms)
+        >>> w, state.weights  # the weights for the next step; they sum to 3
+        (tensor([1., 1., 1.]), tensor([1.0336, 1.0588, 0.9076]))
 
     References:
         Chen, Badrinarayanan, Lee & Rabinovich, `GradNorm: Gradient Normalization for

@@ -45,8 +45,11 @@ def imtl_l(lr: float | Tensor = 0.01, init_log_scale: float = 0.0) -> Weighting:
     Example:
         >>> wt = fm.weightings.imtl_l(lr=0.1)
         >>> state = wt.init(2)
-        >>> w, state = wt.weights(torch.tensor([0.5, 2.0]), state)   # w = [1, 1]
-        >>> state.log_scale                                          # [0.05, -0.1]
+        >>> w, state = wt.weights(torch.tensor([0.5, 2.0]), state)
+        >>> w
+        tensor([1., 1.])
+        >>> state.log_scale
+        tensor([ 0.0500, -0.1000])
 
     References:
         Liu, Li, Kuang, Xue, Chen, Yang, Liao & Zhang, `Towards Impartial Multi-task Learning

@@ -32,7 +32,10 @@ def rlw() -> Weighting:
 
     Example:
         >>> wt = fm.weightings.rlw()
-        >>> w, _ = wt.weights(losses, wt.init(3), key=fm.random.fold_in(key, step))
+        >>> key, step = fm.random.key(0), 7
+        >>> w, _ = wt.weights(torch.ones(3), wt.init(3), key=fm.random.fold_in(key, step))
+        >>> w  # random, sums to 1
+        tensor([0.4845, 0.4916, 0.0240])
 
     References:
         Lin, Ye, Xu, Shi & Zhang, `Reasonable Effectiveness of Random Weighting: A Litmus

@@ -51,8 +51,11 @@ def uncertainty(lr: float | Tensor = 0.01, init_log_variance: float = 0.0) -> We
     Example:
         >>> wt = fm.weightings.uncertainty(lr=0.1)
         >>> state = wt.init(2)
-        >>> w, state = wt.weights(torch.tensor([0.5, 2.0]), state)   # w = [1, 1]
-        >>> state.log_variance                                       # [-0.05, 0.1]
+        >>> w, state = wt.weights(torch.tensor([0.5, 2.0]), state)
+        >>> w
+        tensor([1., 1.])
+        >>> state.log_variance
+        tensor([-0.0500,  0.1000])
 
     References:
         Kendall, Gal & Cipolla, `Multi-Task Learning Using Uncertainty to Weigh Losses for
