@@ -10,6 +10,7 @@ import csv
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def _one_line_error(capsys, *needles: str) -> str:
     printed = capsys.readouterr().err
     assert "Traceback" not in printed
     # The one line after the progress lines of the steps that ran, if any.
-    err = "\n".join(line for line in printed.strip().splitlines() if not line.startswith("["))
+    lines = printed.strip().splitlines()
+    err = "\n".join(line for line in lines if not re.match(r"step \d+/\d+ loss ", line))
     assert err.startswith("funcmtl: error:") and "\n" not in err, printed
     for needle in needles:
         assert needle in err, (needle, err)

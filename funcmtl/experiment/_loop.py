@@ -243,7 +243,8 @@ def _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir, d
     except distributed.DistributedError as error:
         bar.close()
         raise distributed.DistributedError(str(error) + on_disk()) from None
-    bar.close()
+    finally:  # any error: give the terminal back (rich hides the cursor while the bar runs)
+        bar.close()
     if signum is not None and completed < steps_total:  # (a stop at the last step: done)
         name = StopRequest.name_of(signum)
         raise Interrupted(

@@ -1,4 +1,4 @@
-"""What a run reports as it trains: the progress line on stderr, the training records."""
+"""What a run reports as it trains: the progress bar on stderr, the training records."""
 
 from __future__ import annotations
 
@@ -6,43 +6,48 @@ import sys
 import time
 
 import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as _RichProgress
 from torch import Tensor
 
 from funcmtl.experiment import _evaluate
 
 
 class Progress:
-    """One self-overwriting line on a terminal; a line every 10% otherwise."""
+    """A rich progress bar on a terminal; a plain line every 10% of the run otherwise (logs
+    of Slurm jobs, CI and pipes get no control characters)."""
 
     def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.total, self.start, self.enabled = total, start, enabled
-        self.tty = sys.stderr.isatty()
+        self.total, self.start, self.enabled = max(total, 1), start, enabled
         self.began = time.perf_counter()
-        self.shown = -1.0
-        self.decile = start * 10 // max(total, 1)
+        self.decile = start * 10 // self.total
+        self._bar: _RichProgress | None = None
+        if enabled and sys.stderr.isatty():
+            self._bar = _RichProgress(
+                TextColumn("step"), MofNCompleteColumn(), BarColumn(),
+                TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} steps/s"),
+                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
+            )
+            self._task = self._bar.add_task("train", total=total, completed=start, loss=0.0,
+                                            rate=0.0)
+            self._bar.start()
 
     def update(self, step: int, loss: float) -> None:
         if not self.enabled:
             return
-        now = time.perf_counter()
-        rate = (step - self.start) / max(now - self.began, 1e-9)
-        width = 30
-        filled = width * step // max(self.total, 1)
-        line = (
-            f"[{'#' * filled}{'.' * (width - filled)}] step {step}/{self.total} "
-            f"loss {loss:.4f} {rate:.0f} steps/s"
-        )
-        if self.tty:
-            if now - self.shown > 0.1 or step == self.total:
-                print("\r" + line, end="", file=sys.stderr, flush=True)
-                self.shown = now
-        elif step * 10 // max(self.total, 1) > self.decile or step == self.total:
-            self.decile = step * 10 // max(self.total, 1)
-            print(line, file=sys.stderr, flush=True)
+        rate = (step - self.start) / max(time.perf_counter() - self.began, 1e-9)
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step, loss=loss, rate=rate)
+        elif step * 10 // self.total > self.decile or step == self.total:
+            self.decile = step * 10 // self.total
+            print(f"step {step}/{self.total} loss {loss:.4f} {rate:.0f} steps/s",
+                  file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.enabled and self.tty:
-            print(file=sys.stderr, flush=True)
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
 
 
 def conflict(cosine: Tensor) -> dict[str, float] | None:
