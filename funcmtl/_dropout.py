@@ -14,7 +14,10 @@ call is a pure function of it (also per member under ``vmap``). Two routes lead 
 
 The mode is only entered when the module holds a submodule whose forward might make such a
 call (anything outside ``torch.nn`` and funcmtl, and ``nn.MultiheadAttention``,
-``nn.AlphaDropout``, ``nn.RReLU``...), so plain networks pay nothing for it.
+``nn.AlphaDropout``, ``nn.RReLU``...), so plain torch.nn networks pay nothing for it (on
+a custom MLP its per-op dispatch measured ~4% of an eager training step, on a small CNN and a
+one-layer model within noise). Any other draw from torch's generator in a training forward
+(``torch.rand`` in a user's forward) is refused by :class:`GlobalRandomnessCheck`.
 """
 
 from __future__ import annotations
@@ -128,62 +131,22 @@ def with_keyed_dropout(module: nn.Module) -> nn.Module:
 
 
 def may_call_random(module: nn.Module) -> bool:
-    """Whether a submodule's own forward might call a random function (see module doc).
-
-    torch.nn's random modules do; so does a module of any other library or of the user whose
-    class's code (its methods and the functions nested in them) names one of the intercepted
-    functions, or whose code cannot be read. Calls the code does not name (through a helper
-    function) are caught afterwards by :class:`GlobalRandomnessCheck`.
-    """
+    """Whether a submodule's own forward might call a random function (see module doc)."""
     for sub in module.modules():
-        if isinstance(sub, _RANDOM_TORCH_MODULES):
-            return True
         origin = type(sub).__module__
-        if origin.startswith(("torch.nn.", "funcmtl.")) or isinstance(sub, KeyedDropout):
-            continue
-        if _names_in_class(type(sub)) & _RANDOM_NAMES:
+        trusted = origin.startswith(("torch.nn.", "funcmtl.")) or isinstance(sub, KeyedDropout)
+        if not trusted or isinstance(sub, _RANDOM_TORCH_MODULES):
             return True
     return False
-
-
-# What a module's code calls to reach the intercepted functions (F.dropout -> "dropout").
-_RANDOM_NAMES = frozenset({
-    "dropout", "dropout1d", "dropout2d", "dropout3d", "alpha_dropout",
-    "feature_alpha_dropout", "rrelu", "scaled_dot_product_attention",
-    "multi_head_attention_forward", "<unreadable>",
-})
-
-
-def _names_in_class(cls: type) -> set[str]:
-    """The global and attribute names the Python code of ``cls`` (not torch's) refers to."""
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        if klass.__module__.startswith(("torch.", "funcmtl.")) or klass is object:
-            continue
-        for value in vars(klass).values():
-            function = getattr(value, "__func__", value)
-            if not callable(function) or isinstance(function, type):
-                continue
-            code = getattr(function, "__code__", None)
-            names |= _names_in_code(code) if code is not None else {"<unreadable>"}
-    return names
-
-
-def _names_in_code(code: types.CodeType) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names_in_code(const)
-    return names
 
 
 class GlobalRandomnessCheck:
     """Refuse a training forward pass that drew from torch's CPU generator.
 
-    Such a draw (``F.dropout`` reached through a helper function, ``torch.rand`` in a
-    forward) is not driven by the key: two calls with one key would differ. Checked in eager
-    mode only, by comparing the generator's state (5 kB) before and after; under ``vmap``
-    torch refuses random calls itself.
+    Such a draw (``torch.rand`` or ``torch.randn_like`` in a forward, noise the key cannot
+    drive) would make two calls with one key differ. Checked in eager mode only, by comparing
+    the generator's state (5 kB) before and after; under ``vmap`` torch refuses random calls
+    itself.
     """
 
     def __init__(self, module: nn.Module) -> None:
@@ -199,9 +162,9 @@ class GlobalRandomnessCheck:
         if kind is None and self._before is not None:
             if not torch.equal(self._before, torch.default_generator.get_state()):
                 raise ValueError(
-                    f"{self._module}'s training forward drew from torch's generator (a random "
-                    "call funcmtl's key does not drive, e.g. F.dropout in a helper function): "
-                    "use nn.Dropout layers or call F.dropout in a module's forward itself."
+                    f"{self._module}'s training forward drew from torch's generator (e.g. "
+                    "torch.rand or randn_like), which funcmtl's key does not drive: draw the "
+                    "noise with fm.random from a key passed to the forward instead."
                 )
 
 

@@ -120,13 +120,9 @@ class Apply:
         definition = self._train if train else self._eval
         # BatchNorm updates running stats in place: give it copies, hand them back.
         new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers
-        if not train:
-            mode = contextlib.nullcontext()
-        elif self._mode is not None:
-            mode = self._mode()
-        else:
-            mode = GlobalRandomnessCheck(self._train)
-        with dropout_scope(key, dropout_rate), mode:
+        mode = self._mode() if train and self._mode is not None else contextlib.nullcontext()
+        check = GlobalRandomnessCheck(self._train) if train else contextlib.nullcontext()
+        with dropout_scope(key, dropout_rate), check, mode:
             outputs = torch.func.functional_call(
                 definition, (params, new_buffers), args, kwargs, strict=True
             )

@@ -134,6 +134,35 @@ class CallsDropoutThroughAHelper(nn.Module):
         return _noisy(self.linear(x), 0.5, self.training)
 
 
+class AddsTorchNoise(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.linear(x) + 0.1 * torch.randn_like(x)
+
+
+def test_dropout_through_a_helper_function_is_key_driven_too():
+    apply, params, buffers = fm.functional(CallsDropoutThroughAHelper())
+    x = torch.randn(64, 4)
+    k1, k2 = fm.random.split(fm.random.key(0))
+    a, _ = apply(params, buffers, x, train=True, key=k1)
+    torch.manual_seed(123)
+    b, _ = apply(params, buffers, x, train=True, key=k1)
+    c, _ = apply(params, buffers, x, train=True, key=k2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    kept = a != 0
+    assert 0.35 < kept.double().mean() < 0.65  # p = 0.5
+
+
+def test_noise_from_torchs_generator_in_a_training_forward_is_refused():
+    apply, params, buffers = fm.functional(AddsTorchNoise())
+    x = torch.randn(8, 4)
+    with pytest.raises(ValueError, match="drew from torch's generator"):
+        apply(params, buffers, x, train=True, key=fm.random.key(0))
+
+
 class PlainCustomModule(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -141,14 +170,6 @@ class PlainCustomModule(nn.Module):
 
     def forward(self, x):
         return self.out(torch.relu(self.hidden(x)))
-
-
-def test_a_random_call_the_key_cannot_drive_is_refused_not_run_silently():
-    apply, params, buffers = fm.functional(CallsDropoutThroughAHelper())
-    x = torch.randn(8, 4)
-    with pytest.raises(ValueError, match="drew from torch's generator"):
-        apply(params, buffers, x, train=True, key=fm.random.key(0))
-    apply(params, buffers, x)  # evaluation draws nothing
 
 
 def test_a_custom_module_without_random_calls_trains_like_its_torch_forward():
