@@ -17,7 +17,7 @@ call (anything outside ``torch.nn`` and funcmtl, and ``nn.MultiheadAttention``,
 ``nn.AlphaDropout``, ``nn.RReLU``...), so plain torch.nn networks pay nothing for it (on
 a custom MLP its per-op dispatch measured ~4% of an eager training step, on a small CNN and a
 one-layer model within noise). Any other draw from torch's generator in a training forward
-(``torch.rand`` in a user's forward) is refused by :class:`GlobalRandomnessCheck`.
+(``torch.rand`` in a user's forward) on the CPU is refused by :class:`GlobalRandomnessCheck`.
 """
 
 from __future__ import annotations
@@ -85,8 +85,10 @@ def _keep(x: torch.Tensor, rate, channelwise: bool, what: str) -> torch.Tensor:
 
 
 def keyed_dropout(x: torch.Tensor, rate, channelwise: bool = False, what: str = "dropout"):
-    """Inverted dropout of ``x`` (any shape; ``(N, C, ...)`` when ``channelwise``)."""
-    return x * _keep(x, rate, channelwise, what) / (1.0 - rate)
+    """Inverted dropout of ``x`` (any shape; ``(N, C, ...)`` when ``channelwise``); ``rate = 1``
+    gives zeros, as torch's dropout does."""
+    # rate = 1 keeps nothing: divide by 1 there instead of 0 (torch's dropout gives zeros).
+    return x * _keep(x, rate, channelwise, what) / (1.0 - rate + (rate == 1))
 
 
 def _alpha_dropout(x: torch.Tensor, rate, channelwise: bool) -> torch.Tensor:
@@ -145,8 +147,9 @@ class GlobalRandomnessCheck:
 
     Such a draw (``torch.rand`` or ``torch.randn_like`` in a forward, noise the key cannot
     drive) would make two calls with one key differ. Checked in eager mode only, by comparing
-    the generator's state (5 kB) before and after; under ``vmap`` torch refuses random calls
-    itself.
+    the CPU generator's state (5 kB) before and after, for modules that may call random
+    functions (:func:`may_call_random`); under ``vmap`` torch refuses random calls itself.
+    Draws from a CUDA generator are not watched.
     """
 
     def __init__(self, module: nn.Module) -> None:

@@ -43,7 +43,6 @@ from torch import nn
 from funcmtl import random
 from funcmtl._dropout import (
     GlobalRandomnessCheck,
-    KeyedDropout,
     KeyedRandomness,
     dropout_scope,
     may_call_random,
@@ -81,9 +80,6 @@ class Apply:
         self._mode = KeyedRandomness if may_call_random(self._train) else None
         self.param_names = tuple(name for name, _ in module.named_parameters())
         self.buffer_names = tuple(name for name, _ in module.named_buffers())
-        self.has_dropout = self._mode is not None or any(
-            isinstance(m, KeyedDropout) for m in self._train.modules()
-        )
 
     @staticmethod
     def _check_names(given: Any, expected: tuple[str, ...], what: str) -> None:
@@ -120,8 +116,10 @@ class Apply:
         definition = self._train if train else self._eval
         # BatchNorm updates running stats in place: give it copies, hand them back.
         new_buffers = {name: b.clone() for name, b in buffers.items()} if train else buffers
-        mode = self._mode() if train and self._mode is not None else contextlib.nullcontext()
-        check = GlobalRandomnessCheck(self._train) if train else contextlib.nullcontext()
+        if train and self._mode is not None:  # only such a module can draw from torch's RNG
+            mode, check = self._mode(), GlobalRandomnessCheck(self._train)
+        else:
+            mode = check = contextlib.nullcontext()
         with dropout_scope(key, dropout_rate), check, mode:
             outputs = torch.func.functional_call(
                 definition, (params, new_buffers), args, kwargs, strict=True

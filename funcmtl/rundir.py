@@ -137,8 +137,11 @@ class RunDir:
             raise _holds_no_run(out)
         owned = _rundir_lock.held(out) is None
         lock = _rundir_lock.acquire(out)
-        if lock.in_use:
-            raise _rundir_lock.in_use(out, os.getpid())
+        if lock.in_use:  # this process already holds it: a second RunDir on one directory
+            raise ValueError(
+                f"{out} is already open in this process (pid {os.getpid()}); expected one "
+                "RunDir per directory: close the first before opening it again."
+            )
         try:
             cls._check(out, encoded, resume=resume, ignore=ignore)
             run = cls(out)

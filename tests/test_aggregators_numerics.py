@@ -65,7 +65,7 @@ def test_gramian_is_exact_for_huge_and_tiny_gradients() -> None:
     for dtype, scale, result in cases:
         grads = (J4 * scale).to(dtype)
         gram = agg.gramian(grads, result)
-        assert gram.dtype == result or torch.promote_types(dtype, torch.float32)
+        assert gram.dtype == (result or torch.promote_types(dtype, torch.float32))
         reference = grads.double() @ grads.double().T
         error = ((gram.double() - reference).abs().max() / reference.abs().max()).item()
         assert error < 1e-6, f"{dtype} {scale}: {error:.1e}"

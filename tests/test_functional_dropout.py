@@ -182,3 +182,11 @@ def test_a_custom_module_without_random_calls_trains_like_its_torch_forward():
     expected = torch.autograd.grad(net(x).square().sum(), list(net.parameters()))
     for (name, _), g in zip(net.named_parameters(), expected, strict=True):
         torch.testing.assert_close(grads[name], g)
+
+
+def test_dropout_of_rate_one_gives_zeros_like_torch():
+    x = torch.randn(6, 4)
+    for net in (nn.Sequential(nn.Dropout(1.0)), CallsDropout(1.0)):
+        apply, params, buffers = fm.functional(net)
+        out, _ = apply(params, buffers, x, train=True, key=fm.random.key(0))
+        assert torch.equal(out, torch.zeros_like(x)), type(net).__name__

@@ -1,7 +1,5 @@
 """split_module on any {task: output} module, and HardSharing's docstring example, as run."""
 
-import doctest
-
 import pytest
 import torch
 from torch import nn
@@ -30,14 +28,10 @@ def data():
                                              "b": torch.randn(10, generator=g)}
 
 
-def test_hard_sharing_docstring_example_runs_as_written():
-    globs = {"torch": torch, "nn": nn, "fm": fm, "HardSharing": fm.mtl.HardSharing}
-    test = doctest.DocTestParser().get_doctest(
-        fm.mtl.HardSharing.__doc__, globs, "HardSharing", None, 0
-    )
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
-    runner.run(test)
-    assert test.examples and runner.failures == 0, runner.summarize()
+def test_a_shared_and_heads_module_refuses_a_second_description_of_its_split():
+    model = fm.mtl.HardSharing(nn.Linear(4, 8), {"a": nn.Linear(8, 3), "b": nn.Linear(8, 1)})
+    with pytest.raises(ValueError, match="`shared` and `tasks.heads`, which define the split"):
+        fm.mtl.split_module(model, shared_names=("shared.weight",))
 
 
 def test_a_head_with_the_wrong_output_shape_is_named_clearly():

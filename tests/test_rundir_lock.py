@@ -68,7 +68,8 @@ def test_one_process_cannot_open_a_directory_twice(tmp_path):
     checkpoint_path = out / checkpoint.CHECKPOINT
     with RunDir.open(out, CONFIG, resume=False):
         checkpoint.save(checkpoint_path, {"x": torch.zeros(1)})
-        with pytest.raises(ValueError, match=rf"is in use by another run \(pid {os.getpid()}\)"):
+        already = rf"is already open in this process \(pid {os.getpid()}\)"
+        with pytest.raises(ValueError, match=already):
             RunDir.open(out, CONFIG, resume=True)
     RunDir.open(out, CONFIG, resume=True).close()  # closed: free again
 

@@ -94,8 +94,8 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
             return direction, state
         # ‖Jᵀα‖ as combined in the gradients' dtype: with dependent gradients α is large and
         # the rounding of the sum can exceed the cap that √(αᵀGα) satisfies.
-        norm = torch.stack([x.double().square().sum() for x in tree.leaves(direction)]).sum()
-        factor = clip_factor(norm.sqrt(), max_norm)
+        norms = [torch.linalg.vector_norm(x, dtype=torch.float64) for x in tree.leaves(direction)]
+        factor = clip_factor(torch.linalg.vector_norm(torch.stack(norms)), max_norm)
         return tree.map(lambda x: x * factor.to(x.dtype), direction), state
 
     return Aggregator(stateless_init, update, weighting.weights)

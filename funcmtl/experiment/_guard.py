@@ -3,10 +3,11 @@ whose result no longer has a finite loss.
 
 The loss of a step is computed *before* its update, so it cannot see the update that blows
 the weights up (``--lr 1e30`` gives finite weights of 1e30 and NaN only at the next step).
-:func:`finite_members` therefore also checks every floating leaf of the new state, and, where
-asked, the loss of the new parameters on the step's batch: one extra forward pass, run at
-every step with ``--skip-nonfinite`` and before every checkpoint otherwise, so that a
-checkpoint never holds weights that cannot produce a finite loss.
+:func:`state_finite` therefore checks every floating leaf of the new state at every step
+(on the device, transferred with the step's other checks), and :func:`loss_finite` the loss of
+the new parameters on the step's batch (one extra forward pass): at every step with
+``--skip-nonfinite``, otherwise before every periodic, final and interrupt checkpoint (without
+the flag a finite blow-up between checkpoints shows in the next step's loss).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ def state_finite(state: Any, members: int) -> Tensor:
         return torch.ones(members, dtype=torch.bool)
     if len({x.dtype for x in sums}) > 1:
         sums = [x.double() for x in sums]
-    return torch.isfinite(torch.stack(sums)).all(0).cpu()  # one transfer for the whole state
+    return torch.isfinite(torch.stack(sums)).all(0)
 
 
 @torch.no_grad()
@@ -56,7 +57,7 @@ def loss_finite(apply: functional.Apply, tasks, state: mtl.MTLState, batch) -> T
         return mtl.task_losses(tasks, apply(params, buffers, x)[0], y)
 
     values = torch.func.vmap(losses)(state.params, state.buffers, inputs, targets)
-    return torch.isfinite(values).all(-1).cpu()
+    return torch.isfinite(values).all(-1)
 
 
 def describe(finite: Tensor, losses: Tensor, tasks, first_member: int) -> str:

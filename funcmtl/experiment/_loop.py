@@ -162,7 +162,7 @@ def _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir, d
 
     def save() -> None:
         nonlocal saved
-        if not logging:
+        if not logging or saved == completed:  # (the last step may be a periodic save too)
             return
         full = {"state": layout.gather(state), "best": layout.gather(best) if best else {},
                 "step": torch.tensor(completed)}
@@ -193,16 +193,20 @@ def _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir, d
             new_state, metrics = vstep(state, batch, keys)
             done = step + 1
             saving = done % config.checkpoint_every == 0 or done == steps_total
-            finite = torch.isfinite(metrics["losses"]).all(-1).cpu()
-            finite &= _guard.state_finite(new_state, len(layout.members))
+            update = (apply, tasks, new_state, batch)
+            finite = torch.isfinite(metrics["losses"]).all(-1)
+            finite = finite & _guard.state_finite(new_state, len(layout.members)).to(finite)
+            # The loss at the new weights costs a forward pass: checked before a save and at
+            # every step with --skip-nonfinite (otherwise the next step's loss shows it).
             checked = config.skip_nonfinite or saving
             if checked:
-                finite &= _guard.loss_finite(apply, tasks, new_state, batch)
+                finite = finite & _guard.loss_finite(*update)
+            finite = finite.cpu()  # one transfer for the step's checks
             bad, signum = layout.agree(int((~finite).sum()), stop.signum)
             if signum is not None:
                 stop.agreed(signum)
             if signum is not None and not checked:  # about to be saved: check it too
-                finite &= _guard.loss_finite(apply, tasks, new_state, batch)
+                finite &= _guard.loss_finite(*update).cpu()
                 bad = layout.count(int((~finite).sum()))
             if bad > 0:
                 if not config.skip_nonfinite:

@@ -110,6 +110,11 @@ def split_module(
     heads = getattr(getattr(module, "tasks", None), "heads", None)
     if not isinstance(shared, nn.Module) or not isinstance(heads, nn.ModuleDict):
         return whole_model_split(module, task_names=task_names, shared_names=shared_names)
+    if task_names is not None or shared_names is not None:
+        raise ValueError(
+            "`task_names`/`shared_names` describe a whole-model split; this module has "
+            "`shared` and `tasks.heads`, which define the split: got them as well."
+        )
     names = [name for name, _ in module.named_parameters()]
     shared_names = tuple(n for n in names if n.startswith("shared."))
     task_names = {
