@@ -144,10 +144,13 @@ ORDER_DEPENDENT = {"pcgrad", "gradvac"}
 NON_CONFLICTING = {"mgda", "upgrad", "dualproj"}
 # Direction errors in units of max‖g_i‖. In float32 they come from the rounding of J, of the
 # float32 Gramian and of the combination Jᵀw, which singular Gramians (large or non-unique
-# weights) amplify; row norms spread over 1e8 (`scaled`) make CAGrad's dual ill-conditioned.
+# weights) amplify; row norms spread over 1e8 (`scaled`) make the duals ill-conditioned.
 TOLERANCE = {torch.float64: 1e-6, torch.float32: 2e-3}
 SCALED_TOLERANCE = 1e-5
-CONFLICT_TOLERANCE = {torch.float64: 1e-9, torch.float32: 3e-4}  # of g_i·d / (‖g_i‖ max‖g‖)
+# Of g_i·d / (‖g_i‖ max‖g‖). Where 0 is in the hull the exact d is 0, and a float32 Gramian
+# (error E ~ ε‖G‖) only pins it to dᵀd = wᵀ(G − E)w, i.e. ‖d‖ ~ √ε max‖g‖ ≈ 2.4e-4 max‖g‖
+# times the weights' size: a few times √ε, however the solve is done (it moved across CPUs).
+CONFLICT_TOLERANCE = {torch.float64: 1e-9, torch.float32: 1e-3}
 FULL_RANK_ONLY = {"nash_mtl", "config"}  # their promises need linearly independent gradients
 
 
@@ -295,19 +298,7 @@ def test_cagrad_attains_the_max_min_value() -> None:
     for shape in GROUPS:
         direction, _, _ = _directions("cagrad", torch.float64, shape)
         for (fam, rank, jac), d in zip(CASES[shape], direction, strict=True):
-            if fam != "scaled":
-                _check_cagrad(jac, d * (1 + c**2), c, f"{fam} {jac.shape} r={rank}")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: CAGrad's dual solver stops short when the row "
-    "norms spread over 1e8 (value -288 where SLSQP reaches -0.33)",
-)
-def test_cagrad_attains_the_max_min_value_with_row_norms_spread_over_1e8() -> None:
-    jac = family("scaled", 20, 100, 20, seed=2008)
-    d = _eager("cagrad", jac, rescale=0)
-    assert (jac @ d).min() >= ref_cagrad_value(jac, 0.5, iterations=60) - 1e-7 * _unit(jac) ** 2
+            _check_cagrad(jac, d * (1 + c**2), c, f"{fam} {jac.shape} r={rank}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

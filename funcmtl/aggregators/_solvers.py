@@ -314,8 +314,8 @@ def cagrad_weights(
        ``w = 1/T``; it stops at ``τ = 1e5`` (gap ``(T + 2)/τ``), since beyond ~1e8 the terms
        ``τ (bᵀw + r t)`` and the barrier's gradient cancel to working precision.
     2. From that point of the central path (duals ``zᵢ = 1 / (τ wᵢ)``), the primal–dual
-       :func:`_interior_point` on ``bᵀw + r ρ`` with ``ρ = √(wᵀQw + μ)`` (``μ`` its current
-       complementarity: smooth everywhere, and ``F`` itself as ``μ → 0``; Hessian
+       :func:`_interior_point` on ``bᵀw + r ρ`` with ``ρ = √(wᵀQw + (μ/r)²)`` (``μ`` its
+       current complementarity: smooth everywhere, and ``F`` itself as ``μ → 0``; Hessian
        ``(r/ρ)(Q − Qw wᵀQ / ρ²)``) converges to float64 round-off.
 
     When ``0`` is in the convex hull of the gradients and ``r`` is large enough, the optimum has
@@ -343,7 +343,10 @@ def cagrad_weights(
         return qy, ((y * qy).sum(-1, keepdim=True) + smoothing).clamp(min=1e-300).sqrt()
 
     def objective(y: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:
-        qy, rho = norm(y, mu)
+        # μ is in units of F and ‖g_w‖ in units of F / r: the smoothing is (μ / r)², so that
+        # it fades with μ whatever the scale of the optimum (F* ~ 1e-8 when the gradients'
+        # norms spread over 1e8, where a smoothing of μ itself hid it).
+        qy, rho = norm(y, (mu / r.clamp(min=1e-300)) ** 2)
         outer = qy[..., :, None] * qy[..., None, :] / rho[..., None] ** 2
         return b + r * qy / rho, (q - outer) * (r / rho)[..., None]
 
