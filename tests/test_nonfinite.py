@@ -53,7 +53,7 @@ def test_a_huge_learning_rate_is_skipped_at_every_step_leaving_a_usable_model(tm
     for task, metrics in summary["test"].items():
         assert math.isfinite(metrics["loss"]["mean"]), task
     initial, state, _ = load_checkpoint(out)
-    for x, y in zip(tree.leaves(state["state"].params), tree.leaves(initial["state"].params),
+    for x, y in zip(tree.leaves(state.state.params), tree.leaves(initial.state.params),
                     strict=True):
         assert torch.equal(x, y)
 
@@ -77,4 +77,4 @@ def test_without_the_flag_the_run_stops_and_the_last_checkpoint_is_sane(
         experiment.train(dataclasses.replace(CONFIG, out=out), progress=False)
     _, state, meta = load_checkpoint(out)
     assert meta["step"] == 3  # the checkpoint of step 6 would have held the blown-up update
-    assert _finite_and_sane(state["state"].params)
+    assert _finite_and_sane(state.state.params)

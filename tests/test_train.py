@@ -86,7 +86,7 @@ def test_fit_is_reproducible_and_keeps_the_best_state():
     losses = [row["val_loss"] for row in a.history]
     best = min(range(len(losses)), key=losses.__getitem__)
     assert validate(a.best_state)["val_loss"] == pytest.approx(losses[best])
-    assert int(a.best_state.step) == (best + 1) * 7  # 200 examples / 32 -> 7 steps an epoch
+    assert int(a.run.best_step) == (best + 1) * 7  # 200 examples / 32 -> 7 steps an epoch
     # Early stopping: it stopped exactly `patience` epochs after the best one, or ran out.
     assert len(losses) == 12 or len(losses) - 1 - best == 3
 

@@ -60,18 +60,22 @@ def batches(
     epoch: int = 0,
     drop_last: bool = False,
     member_indices: torch.Tensor | None = None,
+    start: int = 0,
 ) -> Iterator[PyTree]:
     """Yield minibatches of ``data``; shuffled from ``fold_in(key, epoch)`` when a key is given.
 
     Args:
         data: pytree of tensors with leading axis ``N``.
         batch_size: examples per batch (the last one may be smaller unless ``drop_last``).
-        key: shuffling key ``(2,)``; ``None`` keeps the stored order (evaluation).
+        key: shuffling key ``(2,)``, or ``(K, 2)``: one order per member, and every batch has
+            a leading member axis ``(K, batch, ...)``; ``None`` keeps the stored order.
         epoch: epoch number, folded into the key so every epoch has its own order.
         member_indices: ``(K, n)`` per-member example indices (e.g. :func:`bootstrap`):
             then every batch has a leading member axis, ``(K, batch, ...)``, and member k's
-            batch is ``take(take(data, member_indices[k]), positions)`` for positions shared
-            by all members — what member k alone would see on its own resample.
+            batch is ``take(take(data, member_indices[k]), positions)``, with positions
+            shared by all members unless ``key`` has one order per member — what member k
+            alone would see on its own resample.
+        start: the index of the first batch to yield (to continue an epoch part-way).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer; got {batch_size!r}.")
@@ -86,14 +90,15 @@ def batches(
     if key is None:
         order = torch.arange(n)
     else:
-        order = random.permutation(random.fold_in(key, epoch), n)
+        order = random.permutation(random.fold_in(key, epoch), n)  # (n,) or (K, n)
+    if member_indices is not None:
+        order = member_indices.gather(1, order.to(member_indices.device).expand_as(member_indices))
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        positions = order[start : start + batch_size]
-        if member_indices is None:
-            yield take(data, positions)
-        else:
-            rows = member_indices[:, positions]  # (K, batch)
+    for first in range(start * batch_size, stop, batch_size):
+        rows = order[..., first : first + batch_size]
+        if rows.dim() == 1:
+            yield take(data, rows)
+        else:  # (K, batch)
             yield tree.map(lambda x, rows=rows: x[rows.to(x.device)], data)
 
 

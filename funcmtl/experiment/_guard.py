@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from funcmtl import functional, mtl, tree
+from funcmtl import functional, mtl, train, tree
 
 
 def where_members(mask: Tensor, new: Any, old: Any) -> Any:
@@ -72,3 +72,53 @@ def describe(finite: Tensor, losses: Tensor, tasks, first_member: int) -> str:
                 "non-finite loss")
     names = [t.name for t, b in zip(tasks, bad.tolist(), strict=True) if b]
     return f"member {first_member + member}, non-finite loss of task(s) {names}"
+
+
+class NonFinite(ValueError):
+    """A step that is not finite, without --skip-nonfinite."""
+
+
+class GuardedStep(train.Callback):
+    """The run's step, refusing (or, with ``skip``, skipping) members whose step is not finite,
+    and the per-step agreement of the ranks (:meth:`funcmtl.experiment._layout.Layout.agree`)
+    on those members and on a stop signal, which :meth:`stop_requested` then reports.
+
+    ``saves(done)`` tells whether the state after step ``done`` is checkpointed: its loss at
+    the new weights is checked then (and at every step with ``skip``).
+    """
+
+    def __init__(self, step, apply, tasks, layout, stop, *, skip: bool, saves, start: int):
+        self.step, self.apply, self.tasks, self.layout, self.stop = step, apply, tasks, layout, stop
+        self.skip, self.saves, self.done = skip, saves, start
+        self.skipped = 0
+        self.signum: int | None = None  # the signal the ranks agreed to stop on
+
+    def __call__(self, state: Any, batch: Any, keys: Tensor):
+        new_state, metrics = self.step(state, batch, keys)
+        self.done += 1
+        update = (self.apply, self.tasks, new_state, batch)
+        finite = torch.isfinite(metrics["losses"]).all(-1)
+        finite = finite & state_finite(new_state, len(self.layout.members)).to(finite)
+        checked = self.skip or self.saves(self.done)
+        if checked:
+            finite = finite & loss_finite(*update)
+        finite = finite.cpu()  # one transfer for the step's checks
+        bad, self.signum = self.layout.agree(int((~finite).sum()), self.stop.signum)
+        if self.signum is not None:
+            self.stop.agreed(self.signum)
+            if not checked:  # about to be saved: check it too
+                finite &= loss_finite(*update).cpu()
+                bad = self.layout.count(int((~finite).sum()))
+        if bad == 0:
+            return new_state, metrics
+        if not self.skip:
+            where = describe(finite, metrics["losses"], self.tasks, self.layout.members.start)
+            raise NonFinite(
+                f"non-finite loss or update at step {self.done} ({where}); lower --lr, add "
+                "--clip-norm, check the data, or pass --skip-nonfinite"
+            )
+        self.skipped += 1
+        return where_members(finite, new_state, state), metrics
+
+    def stop_requested(self) -> bool:
+        return self.signum is not None

@@ -49,10 +49,7 @@ def load_run(out: str | os.PathLike, *, device: str = "cpu") -> tuple[TrainConfi
     setup = build(config, splits, total_steps(config, len(splits.train)))
     like = initial_tree(config, setup, resolve_device(device))
     saved, _ = checkpoint.load(run.checkpoint_path, like)
-    state = saved["state"]
-    if saved["best"]:
-        state = state._replace(params=saved["best"]["params"], buffers=saved["best"]["buffers"])
-    return config, state
+    return config, saved.best_state
 
 
 def is_main_process() -> bool:

@@ -1,9 +1,11 @@
-"""The training loop of ``funcmtl train``: K vmapped members, logging, checkpoints, resume.
+"""``funcmtl train``: :func:`funcmtl.train.fit` over K vmapped multi-task members, with the
+run's hooks — metrics.jsonl records, checkpoints, a progress bar — and its step wrapper,
+which refuses non-finite steps and agrees with the other ranks on stopping.
 
 Everything random is a pure function of ``--seed``, the member and the step (:mod:`._state`),
-so a checkpoint only holds the train state (and the early-stopping best state) and the step
-count: a run stopped at step ``s`` and resumed replays exactly the same batches and keys, and
-ends bit-identical to an uninterrupted run.
+so a checkpoint only holds the :class:`~funcmtl.train.FitState` (train state, early-stopping
+record, step count): a run stopped at step ``s`` and resumed replays exactly the same
+batches and keys, and ends bit-identical to an uninterrupted run.
 
 Under ``torchrun`` (:mod:`funcmtl.distributed`) the same loop runs on every rank: with
 ``members > 1`` each rank trains its shard of the members (keys depend on the global member
@@ -24,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from funcmtl import checkpoint, distributed, functional, mtl, random
+from funcmtl import checkpoint, distributed, functional, mtl
+from funcmtl import train as train_lib
 from funcmtl.experiment import _evaluate, _guard, _progress
 from funcmtl.experiment._build import Setup, Splits, build, load_splits, resolve_device
 from funcmtl.experiment._config import TrainConfig, check, to_json
@@ -32,7 +35,7 @@ from funcmtl.experiment._io import open_run_dir
 from funcmtl.experiment._layout import Layout
 from funcmtl.experiment._progress import Progress as _Progress
 from funcmtl.experiment._signals import Interrupted, StopRequest
-from funcmtl.experiment._state import epoch_order, initial_tree, steps_per_epoch, total_steps
+from funcmtl.experiment._state import initial_tree, steps_per_epoch, total_steps
 from funcmtl.experiment._state import keys as run_keys
 
 __all__ = ["Interrupted", "RunResult", "initial_tree", "steps_per_epoch", "total_steps", "train"]
@@ -80,32 +83,27 @@ def train(
     layout = Layout.of(config, ctx, len(splits.train))
     steps_total = total_steps(config, len(splits.train))
     setup = build(config, splits, steps_total, aggregator=aggregator, weighting=weighting)
-    run_tree = initial_tree(config, setup, device, layout.members)
+    run = initial_tree(config, setup, device, layout.members)
     start = 0
     run_dir = _open_on_main(config, ctx) if config.out is not None else None
     try:
         if config.out is not None and config.resume:
-            run_tree, start = _resume(config, setup, device, layout)
+            run, start = _resume(config, setup, device, layout)
             if run_dir is not None:
                 run_dir.truncate_log(start)
         with StopRequest() as stop:
-            return _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir,
+            return _run(config, setup, splits, layout, run, start, steps_total, run_dir,
                         device, progress and ctx.is_main, stop)
     finally:
         if run_dir is not None:
             run_dir.close()
 
 
-def _resume(config: TrainConfig, setup, device, layout: Layout) -> tuple[dict, int]:
+def _resume(config: TrainConfig, setup, device, layout: Layout) -> tuple[train_lib.FitState, int]:
     """Every rank reads the whole ensemble from the checkpoint and keeps its shard."""
     full = initial_tree(config, setup, device)
     full, meta = checkpoint.load(config.out / checkpoint.CHECKPOINT, full)
-    run_tree = {
-        "state": distributed.take_shard(full["state"], layout.members),
-        "best": distributed.take_shard(full["best"], layout.members) if full["best"] else {},
-        "step": full["step"],
-    }
-    return run_tree, int(meta["step"])
+    return distributed.take_shard(full, layout.members), int(meta["step"])
 
 
 def _open_on_main(config: TrainConfig, ctx: distributed.Context):
@@ -126,7 +124,70 @@ def _open_on_main(config: TrainConfig, ctx: distributed.Context):
     return run_dir
 
 
-def _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir, device,
+class _Checkpoints(train_lib.Callback):
+    """Saves the run (gathered over the ranks) every ``checkpoint_every`` steps and at the end;
+    knows what is on disk, for the error messages."""
+
+    def __init__(self, config: TrainConfig, layout: Layout, run_dir, run: train_lib.FitState,
+                 start: int) -> None:
+        self.config, self.layout, self.run_dir, self.latest = config, layout, run_dir, run
+        self.saved = start if config.resume else None  # the step of the checkpoint on disk
+
+    def end_of_step(self, run: train_lib.FitState, last: bool) -> None:
+        self.latest = run
+        if last or _done(run) % self.config.checkpoint_every == 0:
+            self.save()
+
+    def save(self) -> None:
+        done = _done(self.latest)
+        if self.config.out is None or self.saved == done:
+            return
+        full = self.layout.gather(self.latest)
+        if self.run_dir is not None:
+            checkpoint.save(self.run_dir.checkpoint_path, full, metadata={"step": done})
+        self.saved = done
+
+    def on_disk(self) -> str:
+        if self.config.out is None:
+            return "."
+        if self.saved is None:
+            return f"; no checkpoint was written to {self.config.out}."
+        return f"; the last checkpoint in {self.config.out} (step {self.saved}) is intact."
+
+
+class _Report(train_lib.Callback):
+    """metrics.jsonl records (training every ``log_every`` steps, validation at every
+    evaluation) and the progress bar (once the step is complete and saved)."""
+
+    def __init__(self, config: TrainConfig, layout: Layout, run_dir, tasks, bar: _Progress,
+                 steps_total: int) -> None:
+        self.config, self.layout, self.run_dir, self.tasks = config, layout, run_dir, tasks
+        self.bar, self.steps_total, self.loss = bar, steps_total, 0.0
+
+    def after_step(self, run: train_lib.FitState, metrics: dict) -> None:
+        done = _done(run)
+        if self.config.out is not None and (
+            done % self.config.log_every == 0 or done == self.steps_total
+        ):
+            _progress.log_train(self.run_dir, self.layout, done, metrics, self.tasks)
+        self.loss = float(metrics["loss"].double().mean())
+
+    def after_eval(self, run: train_lib.FitState, values: dict) -> None:
+        if self.config.out is None:
+            return
+        entry = _evaluate.record(_done(run), "val", self.layout.gather(values), self.tasks)
+        if self.run_dir is not None:
+            self.run_dir.log(entry)
+
+    def end_of_step(self, run: train_lib.FitState, last: bool) -> None:
+        self.bar.update(_done(run), self.loss)
+
+
+def _done(run: train_lib.FitState) -> int:
+    return int(run.step.reshape(-1)[0])
+
+
+def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device,
          progress, stop: StopRequest):
     tasks = setup.tasks
     apply = functional.Apply(setup.module)
@@ -140,141 +201,55 @@ def _run(config, setup, splits, layout, run_tree, start, steps_total, run_dir, d
         regularizer=setup.regularizer,
         data_parallel=layout.data_parallel,
     ))
-    logging = config.out is not None
-    train_x = splits.train.inputs.to(device)
-    train_y = {n: y.to(device) for n, y in splits.train.targets.items()}
-    n, per_epoch = len(splits.train), steps_per_epoch(config, len(splits.train))
-    eval_every = config.eval_every or per_epoch
-    member_ids = torch.tensor(list(layout.members))
-    step_key = run_keys(config)["step"]
-    state, best = run_tree["state"], run_tree["best"]
-    completed, skipped, stopped_early = start, 0, False
-    saved = start if config.resume else None  # the step of the checkpoint on disk
-    order_epoch, order = -1, None
+    train_data = (splits.train.inputs.to(device),
+                  {n: y.to(device) for n, y in splits.train.targets.items()})
+    checkpoints = _Checkpoints(config, layout, run_dir, run, start)
+    guarded = _guard.GuardedStep(
+        vstep, apply, tasks, layout, stop, skip=config.skip_nonfinite, start=start,
+        saves=lambda done: done % config.checkpoint_every == 0 or done == steps_total,
+    )
     bar = _Progress(steps_total, start, progress)
+    report = _Report(config, layout, run_dir, tasks, bar, steps_total)
 
-    def exhausted() -> bool:
-        """Early stopping: every member (on every rank) ran out of patience."""
-        if not best:
-            return False
-        waiting = int((best["bad"] < config.patience).sum())
-        return layout.count(waiting) == 0
+    def validate(state: mtl.MTLState) -> dict[str, Tensor]:
+        return _evaluate.evaluate(apply, state.params, state.buffers, splits.val, device)
 
-    def save() -> None:
-        nonlocal saved
-        if not logging or saved == completed:  # (the last step may be a periodic save too)
-            return
-        full = {"state": layout.gather(state), "best": layout.gather(best) if best else {},
-                "step": torch.tensor(completed)}
-        if run_dir is not None:
-            checkpoint.save(run_dir.checkpoint_path, full, metadata={"step": completed})
-        saved = completed
-
-    def on_disk() -> str:
-        if not logging:
-            return "."
-        if saved is None:
-            return f"; no checkpoint was written to {config.out}."
-        return f"; the last checkpoint in {config.out} (step {saved}) is intact."
-
-    stopped_early = exhausted()  # resumed from a checkpoint written when the run stopped
     signum = None
     try:
-        for step in range(start, steps_total):
-            if stopped_early:
-                break
-            epoch, position = divmod(step, per_epoch)
-            if epoch != order_epoch:
-                order = epoch_order(config, layout.members, epoch, n).to(device)
-                order_epoch = epoch
-            rows = order[:, position * config.batch_size : (position + 1) * config.batch_size]
-            batch = (train_x[rows], {name: y[rows] for name, y in train_y.items()})
-            keys = random.fold_in(random.fold_in(step_key, step), member_ids).to(device)
-            new_state, metrics = vstep(state, batch, keys)
-            done = step + 1
-            saving = done % config.checkpoint_every == 0 or done == steps_total
-            update = (apply, tasks, new_state, batch)
-            finite = torch.isfinite(metrics["losses"]).all(-1)
-            finite = finite & _guard.state_finite(new_state, len(layout.members)).to(finite)
-            # The loss at the new weights costs a forward pass: checked before a save and at
-            # every step with --skip-nonfinite (otherwise the next step's loss shows it).
-            checked = config.skip_nonfinite or saving
-            if checked:
-                finite = finite & _guard.loss_finite(*update)
-            finite = finite.cpu()  # one transfer for the step's checks
-            bad, signum = layout.agree(int((~finite).sum()), stop.signum)
-            if signum is not None:
-                stop.agreed(signum)
-            if signum is not None and not checked:  # about to be saved: check it too
-                finite &= _guard.loss_finite(*update).cpu()
-                bad = layout.count(int((~finite).sum()))
-            if bad > 0:
-                if not config.skip_nonfinite:
-                    where = _guard.describe(finite, metrics["losses"], tasks,
-                                            layout.members.start)
-                    raise ValueError(
-                        f"non-finite loss or update at step {done} ({where}); lower --lr, add "
-                        f"--clip-norm, check the data, or pass --skip-nonfinite" + on_disk()
-                    )
-                skipped += 1
-                new_state = _guard.where_members(finite, new_state, state)
-            new_best = best
-            if logging and (done % config.log_every == 0 or done == steps_total):
-                _progress.log_train(run_dir, layout, done, metrics, tasks)
-            if done % eval_every == 0 or done == steps_total:
-                val = _evaluate.evaluate(apply, new_state.params, new_state.buffers,
-                                         splits.val, device)
-                if logging:
-                    entry = _evaluate.record(done, "val", layout.gather(val), tasks)
-                    if run_dir is not None:
-                        run_dir.log(entry)
-                if best:
-                    new_best = _update_best(best, new_state, val["loss"])
-            state, best, completed = new_state, new_best, done
-            bar.update(done, float(metrics["loss"].double().mean()))
-            stopped_early = exhausted()
-            if signum is not None:
-                break
-            if done % config.checkpoint_every == 0 or stopped_early:
-                save()
-        save()
+        result = train_lib.fit(
+            guarded, run, train_data, key=run_keys(config)["train"], batch_size=config.batch_size,
+            steps=steps_total, members=layout.members, shuffle="member", evaluate_fn=validate,
+            eval_every=config.eval_every or None, monitor="loss", patience=config.patience,
+            keep_best=config.patience is not None, callbacks=[guarded, checkpoints, report],
+            count_over_ranks=layout.count,
+        )
+        signum = guarded.signum
+    except _guard.NonFinite as error:
+        raise ValueError(str(error) + checkpoints.on_disk()) from None
     except KeyboardInterrupt:  # raised by code, not by a signal: safe in one process only
         if layout.ctx.world_size > 1:
             raise
         bar.close()
-        save()
+        checkpoints.save()
         signum = stop.signum or signal.SIGINT
+        result = None
     except distributed.DistributedError as error:
         bar.close()
-        raise distributed.DistributedError(str(error) + on_disk()) from None
+        raise distributed.DistributedError(str(error) + checkpoints.on_disk()) from None
     finally:  # any error: give the terminal back (rich hides the cursor while the bar runs)
         bar.close()
+    completed = _done(checkpoints.latest)
     if signum is not None and completed < steps_total:  # (a stop at the last step: done)
         name = StopRequest.name_of(signum)
         raise Interrupted(
             f"interrupted after step {completed} ({name})"
             + (f"; checkpoint saved in {config.out}: continue with --out {config.out} --resume"
-               if logging else " (no --out: nothing saved)"), signum
+               if config.out is not None else " (no --out: nothing saved)"), signum
         )
-    final = state
-    if best:
-        final = state._replace(params=best["params"], buffers=best["buffers"])
+    final = result.best_state if config.patience is not None else result.state
     val = _evaluate.evaluate(apply, final.params, final.buffers, splits.val, device)
     test = _evaluate.evaluate(apply, final.params, final.buffers, splits.test, device)
     return RunResult(
-        config, setup, splits, layout.gather(final), completed, stopped_early,
-        skipped,
-        layout.gather(val), layout.gather(test), main=layout.ctx.is_main,
+        config, setup, splits, layout.gather(final), completed, result.stopped_early,
+        guarded.skipped, layout.gather(val), layout.gather(test), main=layout.ctx.is_main,
     )
-
-
-def _update_best(best: dict[str, Any], state: mtl.MTLState, val_loss: Tensor) -> dict[str, Any]:
-    """Early stopping: keep each member's parameters of its lowest validation loss."""
-    val_loss = val_loss.to(best["loss"])
-    improved = val_loss < best["loss"]
-    return {
-        "params": _guard.where_members(improved, state.params, best["params"]),
-        "buffers": _guard.where_members(improved, state.buffers, best["buffers"]),
-        "loss": torch.where(improved, val_loss, best["loss"]),
-        "bad": torch.where(improved, torch.zeros_like(best["bad"]), best["bad"] + 1),
-    }

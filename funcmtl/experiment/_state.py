@@ -1,20 +1,23 @@
-"""The state of a run at step 0 and everything random in it, as pure functions of ``--seed``.
+"""The state of a run at step 0, as a pure function of ``--seed``.
 
-Member ``k``'s initialisation key is ``fold_in(init_key, k)``, its data order in epoch ``e``
-is a permutation from ``fold_in(fold_in(data_key, k), e)`` and its step key
-``fold_in(fold_in(step_key, s), k)``: a run resumed at step ``s`` replays exactly the same
-batches and keys, and a rank training a shard of the members trains exactly those members.
+``funcmtl train --seed S --members K`` is the library path::
+
+    init_key, train_key = fm.random.split(fm.random.key(S))
+    params, buffers = fm.ensemble.init_members(module, init_key, K)  # split(init_key, K)[k]
+    fm.train.fit(step, states, data, key=train_key, members=K, shuffle="member", ...)
+
+so member ``k`` is the same in a run of any size, and on whichever rank trains it; a run
+resumed at step ``s`` replays exactly the same batches and keys (:mod:`funcmtl.train`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
 
-from funcmtl import functional, mtl, random, tree
+from funcmtl import distributed, mtl, random, train, tree
 from funcmtl.experiment._build import Setup
 from funcmtl.experiment._config import TrainConfig
 
@@ -30,45 +33,24 @@ def total_steps(config: TrainConfig, num_train: int) -> int:
 
 
 def keys(config: TrainConfig) -> dict[str, Tensor]:
-    init_key, data_key, step_key = random.split(random.key(config.seed), 3)
-    return {"init": init_key, "data": data_key, "step": step_key}
+    """``{"init": key of the members' initialisation, "train": key of fit}``."""
+    init_key, train_key = random.split(random.key(config.seed))
+    return {"init": init_key, "train": train_key}
 
 
 def initial_tree(
     config: TrainConfig, setup: Setup, device: torch.device, members: range | None = None
-) -> dict[str, Any]:
-    """The checkpointed tree at step 0: ``{"state", "best", "step"}``, for ``members`` (default:
+) -> train.FitState:
+    """The checkpointed :class:`~funcmtl.train.FitState` at step 0, for ``members`` (default:
     all ``config.members``; a rank's shard under torchrun)."""
-    run_keys = keys(config)
     members = range(config.members) if members is None else members
-    states = []
-    for k in members:
-        params, buffers = functional.init(
-            setup.module, random.fold_in(run_keys["init"], k), device=device
-        )
-        states.append(
-            mtl.init_state(
-                params, buffers, setup.tasks, setup.optimizer, setup.aggregator, setup.weighting
-            )
-        )
-    state = tree.stack(states)
-    best: dict[str, Any] = {}
-    if config.patience is not None:
-        best = {
-            "params": tree.map(torch.clone, state.params),
-            "buffers": tree.map(torch.clone, state.buffers),
-            "loss": torch.full((len(members),), math.inf, dtype=torch.float64, device=device),
-            "bad": torch.zeros(len(members), dtype=torch.int64, device=device),
-        }
-    return {"state": state, "best": best, "step": torch.zeros((), dtype=torch.int64)}
-
-
-def epoch_order(config: TrainConfig, members: range, epoch: int, n: int) -> Tensor:
-    """``(len(members), n)``: each member's example order in ``epoch``."""
-    data_key = keys(config)["data"]
-    return torch.stack(
-        [
-            random.permutation(random.fold_in(random.fold_in(data_key, k), epoch), n)
-            for k in members
-        ]
+    params, buffers = distributed.init_shard(
+        setup.module, keys(config)["init"], config.members, members, device=device
+    )
+    states = [
+        mtl.init_state(p, b, setup.tasks, setup.optimizer, setup.aggregator, setup.weighting)
+        for p, b in tree.unstack((params, buffers))
+    ]
+    return train.fit_state(
+        tree.stack(states), members=len(members), keep_best=config.patience is not None
     )
