@@ -96,7 +96,7 @@ def train_mtl(ctx: distributed.Context, path: str, aggregator: str) -> dict:
     optimizer = fm.optim.adam(1e-2)
     state = fm.mtl.init_state(params, buffers, TASKS, optimizer, aggregator)
     dp = distributed.data_parallel(ctx)
-    step = fm.mtl.make_step(split, TASKS, optimizer, aggregator, path=path, data_parallel=dp)
+    step = fm.mtl.make_step(split, TASKS, optimizer, aggregator, path=path, reduction=dp)
     result = fm.train.fit(
         step, state, mtl_data(), key=fm.random.key(11), batch_size=BATCH, epochs=EPOCHS
     )
@@ -108,7 +108,7 @@ def gramian_refusal(ctx: distributed.Context) -> str:
     try:
         fm.mtl.make_step(
             split, TASKS, fm.optim.sgd(0.1), "upgrad", path="gramian",
-            data_parallel=distributed.data_parallel(ctx),
+            reduction=distributed.data_parallel(ctx),
         )
     except ValueError as err:
         return str(err)

@@ -65,3 +65,10 @@ def test_custom_aggregator():
     assert mean > 2 * CHANCE and ours > 2 * CHANCE
     mean, ours = numbers_after("right  accuracy", out)
     assert mean > 2 * CHANCE and ours > 2 * CHANCE
+
+
+def test_mtl_step_by_hand_equals_make_step():
+    out = run_example("mtl_step_by_hand.py")
+    error = float(out.split("largest difference from make_step:")[1].split()[0])
+    assert error < 1e-6
+    assert len(numbers_after("task losses", out)) == 3

@@ -37,8 +37,8 @@ count-weighted average of the ranks' values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,6 +48,7 @@ from funcmtl.distributed._collectives import all_gather_concat, all_reduce_sum
 from funcmtl.distributed._context import Context
 from funcmtl.distributed._shard import shard_batch
 from funcmtl.mtl._pertask import TaskGradients, representation_rows
+from funcmtl.mtl._reduction import Reduction
 from funcmtl.mtl._tasks import Task
 
 __all__ = ["DataParallel", "data_parallel", "task_counts"]
@@ -55,15 +56,7 @@ __all__ = ["DataParallel", "data_parallel", "task_counts"]
 PATHS = ("exact", "representation")
 
 
-class DataParallel(NamedTuple):
-    """The hooks ``fm.mtl.make_step(..., data_parallel=...)`` calls (see :func:`data_parallel`)."""
-
-    check_path: Callable[[str], None]  # raise ValueError for a path that cannot be exact
-    local_batch: Callable[[Any], Any]  # the step's batch -> this rank's examples
-    local_key: Callable[[Tensor], Tensor]  # forward key -> this rank's (own dropout masks)
-    # (local TaskGradients, tasks, local batch, path, gather_rows) -> full-batch view
-    task_gradients: Callable[[TaskGradients, Sequence[Task], Any, str, bool], TaskGradients]
-    sum: Callable[[Any], Any]  # all-reduce sum of a pytree (the exact path's Jacobian)
+DataParallel = Reduction  # the hooks fm.mtl.make_step(..., reduction=...) calls
 
 
 def task_counts(tasks: Sequence[Task], targets: dict[str, Tensor], like: Tensor) -> Tensor:
@@ -95,7 +88,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
             loads only its own examples (shards may then differ in size).
 
     Returns:
-        a :class:`DataParallel` to pass as ``make_step(..., data_parallel=...)``.
+        a :class:`DataParallel` to pass as ``make_step(..., reduction=...)``.
 
     Example:
         Run as a plain script this is a 1-process world; under ``torchrun`` the same code
@@ -111,7 +104,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         >>> split = fm.mtl.split_module(model)
         >>> with fm.distributed.init() as ctx:
         ...     dp = fm.distributed.data_parallel(ctx)
-        ...     step = fm.mtl.make_step(split, tasks, opt, "pcgrad", data_parallel=dp)
+        ...     step = fm.mtl.make_step(split, tasks, opt, "pcgrad", reduction=dp)
         ...     result = fm.train.fit(step, state, data, key=fm.random.key(1), batch_size=16,
         ...                           epochs=2)
         >>> ctx.world_size

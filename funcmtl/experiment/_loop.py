@@ -199,7 +199,7 @@ def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device
         setup.weighting,
         path=config.path,
         regularizer=setup.regularizer,
-        data_parallel=layout.data_parallel,
+        reduction=layout.data_parallel or mtl.LOCAL,
     ))
     train_data = (splits.train.inputs.to(device),
                   {n: y.to(device) for n, y in splits.train.targets.items()})

@@ -10,6 +10,7 @@ from funcmtl.mtl._cross_stitch import CrossStitch, CrossStitchUnit, cross_stitch
 from funcmtl.mtl._hard_sharing import HardSharing, RepresentationHead, hard_sharing_mlp
 from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks, task_jacobian
 from funcmtl.mtl._mmoe import MMoE
+from funcmtl.mtl._paths import SharedGradients
 from funcmtl.mtl._pertask import (
     RowFactors,
     TaskGradients,
@@ -20,6 +21,7 @@ from funcmtl.mtl._pertask import (
     task_gradients,
 )
 from funcmtl.mtl._ple import CGC, PLE
+from funcmtl.mtl._reduction import LOCAL, Reduction
 from funcmtl.mtl._soft_sharing import SoftSharing, soft_sharing_mlp
 from funcmtl.mtl._split import AffineHead, SplitModel, split_module
 from funcmtl.mtl._step import MTLState, init_state, make_step
@@ -27,6 +29,9 @@ from funcmtl.mtl._tasks import Task, check_tasks, task_losses, task_metrics, tas
 
 __all__ = [
     "CGC",
+    "LOCAL",
+    "Reduction",
+    "SharedGradients",
     "AffineHead",
     "PLE",
     "CrossStitch",

@@ -7,14 +7,17 @@ aggregator state and randomness (PCGrad's task order, GradDrop's masks) — in o
 The batch is ``(x, {task: targets})``. For every task ``t`` the step computes the loss
 ``Lₜ`` and ``∂Lₜ/∂z`` through its own head, lets the loss weighting choose ``wₜ`` (from the
 detached losses, and the gradient norms for GradNorm), scales task t's gradients by
-``wₜ``, and hands the shared part to the aggregator through one of three paths (see
-:mod:`funcmtl.mtl._jacobian`). Head parameters get their own task's (weighted) gradient.
+``wₜ``, and hands the shared part to the aggregator through one of three gradient paths
+(:mod:`funcmtl.mtl._paths`). Head parameters get their own task's (weighted) gradient. The
+batch may be spread over processes: a :class:`~funcmtl.mtl._reduction.Reduction` (identity by
+default; ``fm.distributed.data_parallel``) turns each process's share into the whole
+batch's before aggregation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -22,24 +25,16 @@ from torch import Tensor
 from funcmtl import aggregators as aggregators_lib
 from funcmtl import optim, random, train, tree
 from funcmtl import weightings as weightings_lib
-from funcmtl.aggregators._base import Aggregator, combine, gramian
-from funcmtl.mtl._jacobian import chunked_gramian, parameter_chunks
-from funcmtl.mtl._pertask import (
-    factored_combine,
-    factored_gramian,
-    representation_rows,
-    shared_jacobian,
-    task_gradients,
-)
+from funcmtl.aggregators._base import Aggregator, combine
+from funcmtl.mtl import _paths
+from funcmtl.mtl._paths import PATHS, SharedGradients
+from funcmtl.mtl._pertask import task_gradients
+from funcmtl.mtl._reduction import LOCAL, Reduction
 from funcmtl.mtl._split import SplitModel
 from funcmtl.mtl._tasks import Task, check_tasks, task_weights
 from funcmtl.weightings._base import Weighting
 
-if TYPE_CHECKING:
-    from funcmtl.distributed import DataParallel
-
 Params = dict[str, Tensor]
-PATHS = ("exact", "gramian", "representation")
 
 
 class MTLState(NamedTuple):
@@ -105,7 +100,7 @@ def make_step(
     gramian_chunks: int = 2,
     regularizer: Callable[[Params], Tensor] | None = None,
     donate: bool = False,
-    data_parallel: DataParallel | None = None,
+    reduction: Reduction = LOCAL,
 ):
     """Build the pure multi-task step for ``model`` (see :func:`funcmtl.mtl.split_module`).
 
@@ -126,12 +121,12 @@ def make_step(
             gradient is added as is), e.g. ``SoftSharing.coupling_penalty`` times a strength.
         donate: reuse the input state's buffers for the optimizer step (see
             :func:`funcmtl.optim.update_params`).
-        data_parallel: train over the ranks of a process group, from
-            :func:`funcmtl.distributed.data_parallel`: each rank computes on its shard of
+        reduction: where the batch is spread over processes, e.g.
+            :func:`funcmtl.distributed.data_parallel`: each process computes on its share of
             the batch and the task Jacobian (or the representation Gramian) is all-reduced
-            *before* aggregation, so every rank applies the full batch's update. Such a
+            *before* aggregation, so every process applies the full batch's update. Such a
             step communicates, so it runs eagerly (not under ``vmap``); path="gramian" is
-            refused when there is more than one rank.
+            refused when there is more than one process.
 
     Returns:
         ``step(state, batch, key) -> (state, metrics)``; metrics hold ``loss`` (weighted
@@ -155,94 +150,45 @@ def make_step(
             "path='gramian' needs an aggregator that is a weighting of the Gramian "
             "(it has `weights`); this one has none (e.g. graddrop): use path='exact'."
         )
-    if data_parallel is not None:
-        data_parallel.check_path(path)
+    reduction.check_path(path)
     weighs = aggregate.weights is not None  # a weighting of the Gramian (all but GradDrop)
-    # GradDrop on the representation path needs every rank's rows, not only their Gramian.
+    # GradDrop on the representation path needs every process's rows, not only their Gramian.
     gather_rows = path == "representation" and not weighs
     static_weights = task_weights(tasks)  # each Task's fixed `weight`
-    names = [task.name for task in tasks]
-    missing = [n for n in names if n not in model.heads]
+    missing = [t.name for t in tasks if t.name not in model.heads]
     if missing:
         raise ValueError(
             f"every task needs a head; no head for {missing}, heads {list(model.heads)}."
         )
 
+    def shared_gradients(grads_t, params: Params) -> SharedGradients:
+        if path == "exact":
+            return _paths.exact(grads_t, model, reduction, chunk_size=chunk_size)
+        if path == "gramian":
+            return _paths.gramian(grads_t, model, params, chunks=gramian_chunks,
+                                  chunk_size=chunk_size)
+        return _paths.representation(grads_t, reduction, weighs=weighs, gather_rows=gather_rows)
+
     def step(state: MTLState, batch: Any, key: Tensor) -> tuple[MTLState, dict[str, Tensor]]:
         k_forward, k_weigh, k_aggregate = random.split(key, 3)
-        if data_parallel is not None:
-            batch, k_forward = data_parallel.local_batch(batch), data_parallel.local_key(k_forward)
-        grads_t = task_gradients(
-            model, tasks, state.params, state.buffers, batch, key=k_forward
-        )
-        if data_parallel is not None:  # this rank's shard -> the full batch's quantities
-            grads_t = data_parallel.task_gradients(grads_t, tasks, batch, path, gather_rows)
-        losses = grads_t.losses
-        # Affine heads on the representation path: G and Σ wₜ ∂Lₜ/∂z from the factors δₜ Wₜ.
-        factors = grads_t.row_factors if path == "representation" and weighs else None
-        z_rows = None if path == "exact" or factors is not None else representation_rows(grads_t)
-        shared = {
-            n: state.params[n] for n in model.shared_names if n not in model.encoder_task_names
-        }
-        own_rows = {}
-        if path == "exact":
-            rows = shared_jacobian(grads_t, chunk_size=chunk_size)
-            if data_parallel is not None:
-                rows = data_parallel.sum(rows)
-            own_rows = {n: rows.pop(n) for n in model.encoder_task_names}
-        else:
-            rows = z_rows  # the representation path aggregates ∂Lₜ/∂z directly
-        if path == "gramian":
-            raw_gram = chunked_gramian(
-                grads_t.encode,
-                shared,
-                z_rows,
-                chunks=parameter_chunks(shared, gramian_chunks),
-                chunk_size=chunk_size,
-            )
-        elif factors is not None:
-            raw_gram = factored_gramian(factors)
-        else:
-            # Without shared parameters (soft sharing), the diagnostics use the tasks' own.
-            raw_gram = gramian(rows if tree.leaves(rows) else own_rows)
-            if data_parallel is not None and path == "representation" and not gather_rows:
-                # Block-diagonal over examples: the full batch's Gramian is the ranks' sum.
-                raw_gram = data_parallel.sum(raw_gram)
-        grad_norms = raw_gram.diagonal().clamp_min(0).sqrt()
+        # Losses and per-task gradients (this process's examples, then the whole batch's).
+        local = reduction.local_batch(batch)
+        grads_t = task_gradients(model, tasks, state.params, state.buffers, local,
+                                 key=reduction.local_key(k_forward))
+        grads_t = reduction.task_gradients(grads_t, tasks, local, path, gather_rows)
+        shared = shared_gradients(grads_t, state.params)
+        # Loss weighting: from the detached losses (and the gradient norms, for GradNorm).
+        grad_norms = shared.gramian.diagonal().clamp_min(0).sqrt()
         loss_weights, weighting_state = weigh.weights(
-            losses.detach(), state.weighting_state, key=k_weigh, grad_norms=grad_norms
+            grads_t.losses.detach(), state.weighting_state, key=k_weigh, grad_norms=grad_norms
         )
         loss_weights = loss_weights * static_weights.to(loss_weights)
-
-        if factors is None and not tree.leaves(rows):
-            direction, aggregator_state = {}, state.aggregator_state
-        elif aggregate.weights is not None:
-            # A Gramian weighting sees the Gramian of the loss-weighted gradients,
-            # W G W, and its weights combine the raw rows scaled by W.
-            scaled_gram = raw_gram * loss_weights[:, None] * loss_weights[None, :]
-            task_weights, aggregator_state = aggregate.weights(
-                scaled_gram, state.aggregator_state, key=k_aggregate
-            )
-            combined = task_weights * loss_weights
-            if path == "exact":
-                direction = combine(combined, rows)
-            elif factors is not None:
-                (direction,) = grads_t.encoder_vjp(factored_combine(combined, factors))
-            else:
-                (direction,) = grads_t.encoder_vjp(combine(combined, z_rows))
-        else:
-            weighted = tree.map(lambda r: r * _expand(loss_weights, r), rows)
-            direction, aggregator_state = aggregate.update(
-                weighted, state.aggregator_state, key=k_aggregate
-            )
-            if path == "representation":
-                (direction,) = grads_t.encoder_vjp(direction)
-
-        grads = dict(direction)
-        # Whole-model splits: task-specific encoder parameters take their own tasks' gradients.
-        grads.update({n: combine(loss_weights, r) for n, r in own_rows.items()})
-        for weight, own_grads in zip(loss_weights, grads_t.head_grads, strict=True):
-            grads.update({n: g * weight for n, g in own_grads.items()})
+        # Aggregation of the shared part.
+        direction, aggregator_state = _aggregate(
+            aggregate, shared, loss_weights, state.aggregator_state, k_aggregate
+        )
+        # Gradients of every parameter, then the optimizer.
+        grads = _parameter_gradients(direction, shared, grads_t.head_grads, loss_weights)
         if regularizer is not None:  # e.g. soft sharing's coupling penalty: not per task
             penalty_grads = torch.func.grad(regularizer)(state.params)
             grads = {n: g + penalty_grads[n] for n, g in grads.items()}
@@ -262,15 +208,42 @@ def make_step(
         )
         metrics = dict(grads_t.metrics)
         metrics.update(
-            loss=(loss_weights * losses).sum(),
-            losses=losses,
+            loss=(loss_weights * grads_t.losses).sum(),
+            losses=grads_t.losses,
             loss_weights=loss_weights,
             grad_norms=grad_norms,
-            cosine=_cosines(raw_gram),
+            cosine=_cosines(shared.gramian),
         )
         return new_state, metrics
 
     return step
+
+
+def _aggregate(aggregate: Aggregator, shared: SharedGradients, loss_weights: Tensor,
+               state: Any, key: Tensor) -> tuple[Params, Any]:
+    """The shared parameters' update direction from the loss-weighted task gradients."""
+    if shared.empty:
+        return {}, state
+    if aggregate.weights is not None:
+        # A Gramian weighting sees the Gramian of the loss-weighted gradients, W G W, and its
+        # weights combine the raw rows scaled by W.
+        scaled = shared.gramian * loss_weights[:, None] * loss_weights[None, :]
+        task_weights_, state = aggregate.weights(scaled, state, key=key)
+        return shared.combine(task_weights_ * loss_weights), state
+    weighted = tree.map(lambda r: r * _expand(loss_weights, r), shared.rows)
+    direction, state = aggregate.update(weighted, state, key=key)
+    return shared.to_params(direction), state
+
+
+def _parameter_gradients(direction: Params, shared: SharedGradients, head_grads: list[Params],
+                         loss_weights: Tensor) -> Params:
+    """The aggregated direction for the shared parameters; each task's own (weighted) gradient
+    for its head, and for its task-specific encoder parameters in a whole-model split."""
+    grads = dict(direction)
+    grads.update({n: combine(loss_weights, r) for n, r in shared.own.items()})
+    for weight, own_grads in zip(loss_weights, head_grads, strict=True):
+        grads.update({n: g * weight for n, g in own_grads.items()})
+    return grads
 
 
 def _expand(weights: Tensor, rows: Tensor) -> Tensor:
