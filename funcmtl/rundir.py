@@ -13,21 +13,7 @@ One run at a time: :meth:`RunDir.open` takes the directory's lock before it read
 anything and refuses a directory another run holds ("DIR is in use by another run (pid N)");
 :meth:`RunDir.close` (or the process's death) releases it.
 
-A record in ``metrics.jsonl``::
-
-    {"step": 120,                      # int: updates applied when the record was taken
-     "split": "train",                 # "train" | "val" | "test"
-     "loss": 0.83,                     # float: the total (weighted) loss
-     "tasks": {"age": {"loss": 0.41, "mae": 3.2},      # per task: its loss and metrics
-               "gender": {"loss": 0.42, "accuracy": 0.87}},
-     "conflict": {"min_cosine": -0.12,                 # train records only: the smallest
-                  "negative_fraction": 0.25},          # task-gradient cosine and the share
-                                                       # of task pairs with a negative one
-     "member": 3}                      # optional int: the ensemble member, if any
-
-Non-finite floats are written as the JSON strings ``"nan"``, ``"inf"`` and ``"-inf"`` (bare
-``NaN`` is not JSON); :meth:`RunDir.records` and :meth:`RunDir.read_summary` turn them back
-into floats. 0-dim tensors are written as numbers.
+A record in ``metrics.jsonl`` is described in :mod:`funcmtl._metrics_log`.
 
 Example:
     >>> import tempfile
@@ -58,10 +44,10 @@ from typing import Any
 from funcmtl import _rundir_lock, _tensorboard, checkpoint
 from funcmtl._atomic import append_line, atomic_write, remove_stale_temporaries
 from funcmtl._json import decode, differences, encode, write_encoded, write_json
-from funcmtl._metrics_log import read_records
+from funcmtl._metrics_log import SPLITS, read_records, record_line
 
 __all__ = [
-    "CONFIG", "METRICS", "RESUMABLE_KEYS", "SPLITS", "SUMMARY", "TENSORBOARD", "RunDir",
+    "CONFIG", "METRICS", "SPLITS", "SUMMARY", "TENSORBOARD", "RunDir",
     "hold", "write_json",
 ]
 
@@ -69,10 +55,6 @@ CONFIG = "config.json"
 METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 TENSORBOARD = "tensorboard"
-SPLITS = ("train", "val", "test")
-
-RESUMABLE_KEYS = frozenset({"device", "out", "resume", "steps", "tensorboard"})
-"""Config keys that may change when a run is resumed (the default for ``ignore``)."""
 
 hold = _rundir_lock.hold
 """``with hold(out):`` keep ``out``'s lock for a whole command (a run and what it writes
@@ -97,7 +79,7 @@ class RunDir:
         config: dict,
         *,
         resume: bool,
-        ignore: Collection[str] = RESUMABLE_KEYS,
+        ignore: Collection[str] = (),
         tensorboard: bool = False,
     ) -> RunDir:
         """Start a run in a new or empty ``out``, or continue the run it holds.
@@ -230,14 +212,7 @@ class RunDir:
             ValueError: if ``step`` is not an int, ``split`` not one of ``SPLITS``, or a value
                 cannot be written as JSON.
         """
-        encoded = encode(record, "record")
-        step, split = encoded.get("step"), encoded.get("split")
-        if not isinstance(step, int) or isinstance(step, bool) or split not in SPLITS:
-            raise ValueError(
-                f"a metrics record needs an int 'step' and a 'split' in {SPLITS}; got step="
-                f"{step!r}, split={split!r}."
-            )
-        line = json.dumps(encoded, sort_keys=True, allow_nan=False) + "\n"
+        line, step, split = record_line(record)
         self._commit()
         append_line(self.metrics_path, line)
         if self._writer is not None:

@@ -1,10 +1,11 @@
 """The QP-based aggregators (MGDA, UPGrad, DualProj, CAGrad, Nash-MTL) against exact references.
 
-The references are float64 NumPy, written here and independent of ``_solvers.py``: QPs by
-enumerating every active set (``T ≤ 6``), CAGrad by bisection on the level ``ν`` of its primal
-problem with exact polyhedral projections, Nash-MTL by Newton's method on ``α ∘ Gα = 1``.
-Directions are compared in units of the largest gradient norm; where the weights are not
-unique (dependent gradients) only the direction is.
+The references are float64 NumPy, written here and independent of the solvers (``_qp.py``,
+``_cagrad_dual.py``, ``_nash_point.py``): QPs by enumerating every active set (``T ≤ 6``),
+CAGrad by bisection on the level ``ν`` of its primal problem with exact polyhedral
+projections, Nash-MTL by Newton's method on ``α ∘ Gα = 1``. Directions are compared in units
+of the largest gradient norm; where the weights are not unique (dependent gradients) only the
+direction is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from funcmtl.aggregators._cagrad import cagrad
 from funcmtl.aggregators._dualproj import dualproj
 from funcmtl.aggregators._mgda import mgda
 from funcmtl.aggregators._nash_mtl import nash_mtl
-from funcmtl.aggregators._solvers import project_weights
+from funcmtl.aggregators._qp import project_weights
 from funcmtl.aggregators._upgrad import upgrad
 
 RTOL64, RTOL32 = 1e-6, 1e-4  # direction error / max ‖g_i‖, float64 and float32 inputs

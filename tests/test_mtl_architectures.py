@@ -11,13 +11,13 @@ from torch import nn
 from torch.func import vmap
 
 import funcmtl as fm
+from funcmtl.mtl import Task, check_tasks, task_losses, task_metrics, task_weights
 from funcmtl.mtl._architectures import MultiTaskModel, output_head
 from funcmtl.mtl._cross_stitch import CrossStitch, CrossStitchUnit, cross_stitch_mlp
 from funcmtl.mtl._hard_sharing import HardSharing, hard_sharing_mlp
 from funcmtl.mtl._mmoe import MMoE
 from funcmtl.mtl._ple import CGC, PLE
 from funcmtl.mtl._soft_sharing import SoftSharing, soft_sharing_mlp
-from funcmtl.mtl._tasks import Task, check_tasks, task_losses, task_metrics, task_weights
 
 IN, N = 8, 16
 NAN = float("nan")

@@ -107,15 +107,19 @@ def test_resume_with_a_different_config_names_the_key(tmp_path):
 def test_resume_accepts_ignored_keys_and_records_them(tmp_path):
     out = started(tmp_path)
     config = {**CONFIG, "steps": 200, "out": "elsewhere", "device": "cuda"}
-    with RunDir.open(out, config, resume=True) as run:
+    with pytest.raises(ValueError, match="config key 'device' was '<missing>'"):
+        RunDir.open(out, config, resume=True)  # nothing may change unless the caller says so
+    with RunDir.open(out, config, resume=True, ignore={"steps", "out", "device"}) as run:
         run.truncate_log(1)  # the first write of a resumed run records its config
         assert run.read_config()["steps"] == 200
         assert run.records() == [record(1)]
-    with RunDir.open(out, {**config, "lr": 0.5}, resume=True, ignore={"lr", "steps"}) as run:
+    with RunDir.open(out, {**config, "lr": 0.5}, resume=True,
+                     ignore={"lr", "steps", "out", "device"}) as run:
         run.log(record(2))
         assert run.read_config()["lr"] == 0.5
     changed = {**config, "lr": 0.5, "model": {"width": 3}}
-    with RunDir.open(out, changed, resume=True, ignore={"model.width"}) as run:
+    with RunDir.open(out, changed, resume=True,
+                     ignore={"model.width", "out", "device"}) as run:
         run.write_summary({"done": True})
     assert RunDir.existing(out).read_config()["model"] == {"width": 3}
 

@@ -13,8 +13,8 @@ from funcmtl.aggregators._base import (
     stateless_init,
 )
 from funcmtl.aggregators._cagrad_hull import ball_weights
+from funcmtl.aggregators._normalize import normalize
 from funcmtl.aggregators._options import as_option, check_option
-from funcmtl.aggregators._solvers import normalize
 
 _RESCALES = (0, 1, 2)
 
@@ -39,7 +39,7 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
     The official code solves the dual with ``scipy.optimize.minimize`` (SLSQP, default
     tolerance); here it is solved to float round-off with fixed iteration counts (a barrier
     method on its second-order-cone form, then an interior-point method;
-    :func:`funcmtl.aggregators._solvers.cagrad_weights`). With ``c = 0`` the ball is a point
+    :func:`funcmtl.aggregators._cagrad_dual.cagrad_weights`). With ``c = 0`` the ball is a point
     and ``d`` is the mean. When ``0`` is in the convex hull of the gradients and ``c`` is large
     enough, the optimum is 0 (every ``d`` of the ball with :math:`J d \ge 0` attains it, e.g.
     ``d = 0`` when ``c ≥ 1``) and the dual's :math:`g_w = 0` does not give ``d``; then ``d`` is

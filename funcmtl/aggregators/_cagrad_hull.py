@@ -18,7 +18,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from funcmtl.aggregators._solvers import _matvec, _may_branch, cagrad_weights, solve_qp
+from funcmtl.aggregators._cagrad_dual import cagrad_weights
+from funcmtl.aggregators._normalize import matvec, may_branch
+from funcmtl.aggregators._qp import solve_qp
 
 GAP_TOLERANCE = 1e-9  # of the duality gap, in units of max‖g_i‖ (‖g₀‖ + r)
 BALL_SLACK = 1e-9  # a projection may exceed the radius by this fraction (its own round-off)
@@ -27,7 +29,7 @@ BALL_SLACK = 1e-9  # a projection may exceed the radius by this fraction (its ow
 def ball_weights(q: Tensor, radius: Tensor | float) -> Tensor:
     """``x (…, T)`` float64 with ``d = Jᵀx`` CAGrad's direction (before ``rescale``).
 
-    ``q`` is the normalised Gramian ``(…, T, T)`` (:func:`~funcmtl.aggregators._solvers.
+    ``q`` is the normalised Gramian ``(…, T, T)`` (:func:`~funcmtl.aggregators._normalize.
     normalize`), ``radius`` is ``c ‖g₀‖`` in its units, ``(…)``; ``radius = 0`` gives the mean.
     """
     n = q.shape[-1]
@@ -40,17 +42,17 @@ def ball_weights(q: Tensor, radius: Tensor | float) -> Tensor:
         mean
         + torch.where(radius > 0, radius / torch.where(radius > 0, floor, 1.0), 0.0)[..., None] * w
     )
-    value = _matvec(q, x).amin(-1)  # min_i g_iᵀd
+    value = matvec(q, x).amin(-1)  # min_i g_iᵀd
     dual = (q.mean(-1) * w).sum(-1) + radius * norm  # F(w) ≥ ν* ≥ value
     diag = torch.diagonal(q, dim1=-2, dim2=-1)
     unit = diag.amax(-1).sqrt() * (q.mean((-2, -1)).clamp(min=0).sqrt() + radius)
     uncertified = dual - value > GAP_TOLERANCE * unit
-    if _may_branch(q, radius) and not bool(uncertified.any()):
+    if may_branch(q, radius) and not bool(uncertified.any()):
         return x  # the common case, on CPU: no projection to compute
     # argmin_{v ≥ 1/T} vᵀQv: Jᵀv is the projection of g₀ onto {d : J d ≥ 0}.
     v = solve_qp(q, torch.zeros_like(mean), mean)
     offset = v - mean
-    distance = (offset * _matvec(q, offset)).sum(-1).clamp(min=0).sqrt()
+    distance = (offset * matvec(q, offset)).sum(-1).clamp(min=0).sqrt()
     inside = distance <= radius * (1 + BALL_SLACK)
-    better = _matvec(q, v).amin(-1) > value
+    better = matvec(q, v).amin(-1) > value
     return torch.where((uncertified & inside & better)[..., None], v, x)

@@ -14,7 +14,8 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._solvers import normalize, solve_qp
+from funcmtl.aggregators._normalize import normalize
+from funcmtl.aggregators._qp import solve_qp
 
 _NORMALIZATIONS = ("none", "l2")
 
@@ -32,7 +33,7 @@ def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
     for every task. Its KKT conditions are :math:`(G w)_t \ge w^\top G w` for all ``t``, with
     equality where :math:`w_t > 0`. Where Sener & Koltun run Frank–Wolfe until a tolerance,
     this solves the QP to float round-off with a fixed-iteration interior-point method
-    (:func:`funcmtl.aggregators._solvers.solve_qp`). When gradients repeat, ``w`` is not unique
+    (:func:`funcmtl.aggregators._qp.solve_qp`). When gradients repeat, ``w`` is not unique
     but ``d`` is. Invariant to a permutation of the tasks; linear under positive scaling.
 
     Args:

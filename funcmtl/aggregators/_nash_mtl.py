@@ -14,8 +14,9 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
+from funcmtl.aggregators._nash_point import nash_point
+from funcmtl.aggregators._normalize import normalize
 from funcmtl.aggregators._options import as_option, check_option
-from funcmtl.aggregators._solvers import nash_point, normalize
 
 
 def nash_mtl(max_norm: float = 1.0) -> Aggregator:
@@ -32,7 +33,7 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
     \sum_i \log \alpha_i` when the gradients are linearly independent. The official code
     approximates it with up to 20 concave–convex iterations of a cvxpy problem; here it is solved
     exactly (to float round-off) by Newton's method with a fixed number of steps
-    (:func:`funcmtl.aggregators._solvers.nash_point`). The official code divides ``G`` by its
+    (:func:`funcmtl.aggregators._nash_point.nash_point`). The official code divides ``G`` by its
     Frobenius norm only to help its solver (its constraints multiply the norm back in), which
     leaves the fixed point unchanged; this solver likewise normalises only internally. When the
     gradients are linearly dependent the equation may have no solution; a ridge of ``1e-12``

@@ -13,7 +13,7 @@ from funcmtl.aggregators._base import (
     stateless_init,
 )
 from funcmtl.aggregators._options import check_option
-from funcmtl.aggregators._solvers import project_weights
+from funcmtl.aggregators._qp import project_weights
 
 
 def check_options(pref_vector: Tensor | None, reg_eps: float | Tensor) -> None:
@@ -53,7 +53,7 @@ def upgrad(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> 
     gradients. Then :math:`J d \ge 0`: ``d`` conflicts with no task; when no pair of gradients
     conflicts every :math:`g_i` is already in the cone and ``d`` is the mean. The ``T`` QPs are
     solved to float round-off as one batch by a fixed-iteration interior-point method
-    (:func:`funcmtl.aggregators._solvers.solve_qp`). Invariant to a permutation of the tasks
+    (:func:`funcmtl.aggregators._qp.solve_qp`). Invariant to a permutation of the tasks
     (with a permuted ``pref_vector``) and linear under positive scaling. ``update`` solves on a
     float64 copy of the Gramian, which is accumulated in the gradients' dtype (float64 products
     of float32 gradients would double the cost of the step's largest reduction). These

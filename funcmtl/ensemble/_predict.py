@@ -10,7 +10,8 @@ from torch import Tensor
 
 from funcmtl import train
 from funcmtl.ensemble._combine import mean_binary_logits, mean_log_probs
-from funcmtl.mtl._tasks import Task, check_tasks, task_metrics
+from funcmtl.mtl._task_losses import task_metrics
+from funcmtl.mtl._tasks import Task, check_tasks
 
 PyTree = Any
 Params = dict[str, Tensor]

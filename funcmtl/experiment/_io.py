@@ -9,6 +9,7 @@ from typing import Any
 from funcmtl import checkpoint, functional, mtl, rundir
 from funcmtl.experiment._build import Setup, build, load_splits, resolve_device
 from funcmtl.experiment._config import RESUMABLE_KEYS, TrainConfig, from_json
+from funcmtl.experiment._state import initial_tree, total_steps
 
 
 def open_run_dir(out: Path, config: dict[str, Any], *, resume: bool, tensorboard: bool = False):
@@ -41,8 +42,6 @@ def apply_of(setup: Setup) -> functional.Apply:
 def load_run(out: str | os.PathLike, *, device: str = "cpu") -> tuple[TrainConfig, mtl.MTLState]:
     """``(config, state)`` of the run saved in ``out``: its config and its final model (the
     early-stopping best parameters when the run used ``patience``), members stacked."""
-    from funcmtl.experiment._loop import initial_tree, total_steps
-
     run = rundir.RunDir.existing(out)
     config = from_json(run.read_config())
     splits = load_splits(config)

@@ -25,7 +25,8 @@ from funcmtl.mtl._reduction import LOCAL, Reduction
 from funcmtl.mtl._soft_sharing import SoftSharing, soft_sharing_mlp
 from funcmtl.mtl._split import AffineHead, SplitModel, split_module
 from funcmtl.mtl._step import MTLState, init_state, make_step
-from funcmtl.mtl._tasks import Task, check_tasks, task_losses, task_metrics, task_weights
+from funcmtl.mtl._task_losses import task_losses, task_metrics
+from funcmtl.mtl._tasks import Task, check_tasks, task_weights
 
 __all__ = [
     "CGC",

@@ -16,7 +16,8 @@ from torch import Tensor
 
 from funcmtl import random, tree
 from funcmtl.mtl._split import AffineHead, SplitModel
-from funcmtl.mtl._tasks import Task, task_losses, task_metrics
+from funcmtl.mtl._task_losses import task_losses, task_metrics
+from funcmtl.mtl._tasks import Task
 
 Params = dict[str, Tensor]
 

@@ -1,0 +1,153 @@
+"""Box-constrained quadratic programs on a Gramian: MGDA's, UPGrad's and DualProj's.
+
+:func:`solve_qp` — ``min ½ xᵀQx + cᵀx  s.t.  x ≥ lower  [and 1ᵀx = 1]``: the primal–dual
+interior-point method (:mod:`._interior_point`). A batch of bound-only problems on one shared
+Gramian (UPGrad's ``T`` projections) is first tried by the much cheaper
+:func:`_shared_bound_qp` (ADMM with one eigendecomposition, then an exact active-set solve
+whose KKT conditions are checked); only the problems it does not certify go to the
+interior-point method. Picking those problems out is a host-side branch, taken only in eager
+CPU code; under ``vmap`` (or on CUDA) every problem goes through both solvers and the
+certificate selects, so that the results agree with the eager ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from funcmtl.aggregators._interior_point import interior_point
+from funcmtl.aggregators._normalize import matvec, may_branch, normalize, ridge, task_scale
+
+QP_ITERATIONS = 20  # interior-point iterations of solve_qp (converged after ~16 in the tests)
+ADMM_ITERATIONS = 30  # of _shared_bound_qp, enough to find the active set of full-rank problems
+ACTIVE_SET_STEPS = 2  # exact solves on the active set guessed by ADMM, then by the last solve
+KKT_TOLERANCE = 1e-10  # of _shared_bound_qp's certificate, relative to the problem's size
+MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to the IPM
+
+
+def solve_qp(
+    q: Tensor,
+    linear: Tensor,
+    lower: Tensor,
+    *,
+    simplex: bool = False,
+    iterations: int = QP_ITERATIONS,
+) -> Tensor:
+    """``argmin ½ xᵀQx + cᵀx  s.t.  x ≥ lower`` (and ``1ᵀx = 1`` if ``simplex``), float64.
+
+    ``q`` is a normalised PSD ``(…, n, n)`` (see :func:`normalize`), to which :func:`ridge` is
+    added; ``linear`` and ``lower`` are ``(…, n)`` and broadcast against it, so that one
+    Gramian serves a batch of problems. Solved on ``y = x − lower ≥ 0`` by
+    :func:`interior_point`, or, for a batch of bound-only problems on one ``(n, n)`` ``q``, by
+    :func:`_shared_bound_qp` wherever it certifies its result.
+    """
+    q = ridge(q)
+    batch = torch.broadcast_shapes(q.shape[:-2], linear.shape[:-1], lower.shape[:-1])
+    n = q.shape[-1]
+    lower = lower.expand(*batch, n)
+    c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
+    if simplex:
+        return _bounded_interior_point(q.expand(*batch, n, n), c, lower, iterations) + lower
+    if q.dim() != 2 or not batch:
+        return _bounded_interior_point(q.expand(*batch, n, n), c, None, iterations) + lower
+    # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
+    rows = c.reshape(-1, n)
+    y, certified = _shared_bound_qp(q, rows)
+    if may_branch(q, c):
+        if not bool(certified.all()):
+            rest = ~certified
+            y[rest] = _bounded_interior_point(q, rows[rest], None, iterations)
+    else:  # the same result without a host-side branch: every row through both solvers
+        fallback = _bounded_interior_point(q, rows, None, iterations)
+        y = torch.where(certified[:, None], y, fallback)
+    return y.reshape(*batch, n) + lower
+
+
+def _bounded_interior_point(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int):
+    """``argmin ½ yᵀQy + cᵀy  s.t.  y ≥ 0`` [and ``1ᵀy = 1 − 1ᵀlower`` when ``lower`` is
+    given: the simplex case] by :func:`interior_point`; ``q`` ridged, broadcast against ``c``."""
+    q = q.expand(*c.shape, c.shape[-1])
+    total = None
+    if lower is not None:
+        total = 1 - lower.sum(-1, keepdim=True)
+        y = torch.ones_like(c) * total.clamp(min=1e-3) / c.shape[-1]
+        z = torch.ones_like(c)
+    else:
+        # Scaled per task and per problem (c ↦ ρc scales the solution by ρ): the iterates are
+        # those of unit-norm gradients and a unit linear term.
+        task = task_scale(q)
+        size = (c / task).abs().amax(-1)
+        size = torch.where(size > 0, size, torch.ones_like(size))[..., None]
+        y, z = size / task, size * task
+
+    def objective(y: Tensor, mu: Tensor) -> tuple[Tensor, Tensor]:
+        del mu
+        return matvec(q, y) + c, q
+
+    return interior_point(objective, y, z, total, iterations)
+
+
+def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """``(y, certified)`` for ``argmin ½ yᵀQy + cᵀy  s.t.  y ≥ 0``, one problem per row of
+    ``c (B, n)``, all on one ridged ``q (n, n)``.
+
+    In the coordinates of unit-norm gradients (``Q`` with unit diagonal), over-relaxed ADMM
+    (Boyd et al. 2011, §5.2) on ``y = s, s ≥ 0`` guesses the active set: its linear solves
+    with ``(Q + ρI)⁻¹`` share one eigendecomposition, so an iteration is one small matmul for
+    the whole batch. Then, :data:`ACTIVE_SET_STEPS` times, the KKT system is solved exactly on
+    the free set (``Q_FF y_F = −c_F``, ``y_A = 0``; a primal–dual active-set step, Hintermüller,
+    Ito & Kunisch 2002) and the active set is updated from ``min(y, Qy + c)``. A row is
+    ``certified`` when its last solve satisfies the KKT conditions to :data:`KKT_TOLERANCE`
+    (``y ≥ 0``, ``Qy + c ≥ 0``; complementarity holds by construction) on a well-conditioned
+    free block: it is then the optimum to round-off. The others (rank-deficient free blocks,
+    an active set ADMM did not find) are for the interior-point method.
+    """
+    task = task_scale(q)
+    unit = q / (task[:, None] * task[None, :])
+    unit_c = c / task
+    rho = 1.0  # the mean eigenvalue of the unit-diagonal Q
+    eigenvalues, eigenvectors = torch.linalg.eigh(unit)
+    resolvent = (eigenvectors / (eigenvalues.clamp(min=0) + rho)) @ eigenvectors.mT
+    s = torch.zeros_like(unit_c)
+    u = torch.zeros_like(unit_c)
+    for _ in range(ADMM_ITERATIONS):
+        y = (rho * (s - u) - unit_c) @ resolvent
+        relaxed = 1.6 * y - 0.6 * s
+        s = (relaxed + u).clamp(min=0)
+        u = u + relaxed - s
+    y = s
+    multiplier = y @ unit + unit_c
+    well_conditioned = torch.ones_like(y[:, 0], dtype=torch.bool)
+    for _ in range(ACTIVE_SET_STEPS):
+        free = (y >= multiplier).to(y.dtype)
+        system = free[:, :, None] * unit * free[:, None, :] + torch.diag_embed(1 - free)
+        factor = torch.linalg.cholesky_ex(system).L
+        pivots = torch.diagonal(factor, dim1=-2, dim2=-1)
+        well_conditioned = pivots.amin(-1) > MIN_PIVOT_RATIO * pivots.amax(-1)
+        y = torch.cholesky_solve((-free * unit_c)[..., None], factor)[..., 0]
+        multiplier = y @ unit + unit_c
+    tolerance = KKT_TOLERANCE * unit_c.abs().amax(-1, keepdim=True)
+    certified = (
+        well_conditioned
+        & torch.isfinite(y).all(-1)
+        & (y >= -tolerance).all(-1)
+        & (multiplier >= -tolerance).all(-1)
+    )
+    return y.clamp(min=0) / task, certified
+
+
+def project_weights(gramian: Tensor, lower: Tensor, reg_eps: float | Tensor = 0.0) -> Tensor:
+    """``argmin_{v ≥ lower} vᵀGv`` (float64): ``Jᵀv`` is ``Jᵀlower`` projected on the dual cone.
+
+    ``lower`` is ``(…, T)``, one problem per row (Quinton & Rey, 2024, Proposition 1). As in
+    torchjd, ``reg_eps`` is added to the diagonal of ``G / tr(G)`` (0 solves the exact problem; a
+    tensor, which ``vmap`` may batch, is always added).
+    """
+    g = gramian.to(torch.float64)
+    if isinstance(reg_eps, Tensor) or reg_eps > 0:
+        trace = torch.diagonal(g, dim1=-2, dim2=-1).sum(-1)
+        g = g / torch.where(trace > 0, trace, torch.ones_like(trace))[..., None, None]
+        g = g + reg_eps * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    q, _ = normalize(g)
+    lower = lower.to(q)
+    return solve_qp(q, torch.zeros_like(lower), lower)
