@@ -51,7 +51,8 @@ def run(config: Toy) -> int:
     scale = datasets.TOY_SCALES[config.starts]
     for text in config.methods:
         name, options = parse_method(text)
-        aggregator = aggregators.get(name, **experiment.parse_options(options, text))
+        aggregator = aggregators.get(
+            name, **aggregators.parse(name, experiment.option_texts(options, text)))
         for i, start in enumerate(datasets.TOY_STARTS[config.starts]):
             path = datasets.toy_trajectory(
                 aggregator, torch.tensor(start, dtype=torch.float64), steps=config.steps,

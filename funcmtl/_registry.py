@@ -8,8 +8,11 @@ with :func:`registry` and re-export its functions; ``funcmtl methods`` lists the
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
+
+from funcmtl._options import Option, parse_all
+from funcmtl._options import specs as option_specs
 
 
 class Method(NamedTuple):
@@ -29,6 +32,8 @@ class Registry(NamedTuple):
     options: Callable[[str], dict[str, Any]]
     get: Callable[..., Any]
     describe: Callable[[str], str]
+    specs: Callable[[str], list[Option]]
+    parse: Callable[[str, Mapping[str, str]], dict[str, Any]]
 
 
 def registry(kind: str, methods: Iterable[Method]) -> Registry:
@@ -42,7 +47,7 @@ def registry(kind: str, methods: Iterable[Method]) -> Registry:
     Example:
         >>> from funcmtl._registry import Method, registry
         >>> mean = fm.aggregators.mean
-        >>> names, method, options, get, describe = registry(
+        >>> names, method, options, get, describe, specs, parse = registry(
         ...     "aggregator", [Method("mean", mean, "Average of the gradients.", "Caruana, 1997.")]
         ... )
         >>> names(), describe("mean")
@@ -92,4 +97,13 @@ def registry(kind: str, methods: Iterable[Method]) -> Registry:
         entry = method(name)
         return f"{entry.summary} [{entry.reference}]"
 
-    return Registry(names, method, options, get, describe)
+    def specs(name: str) -> list[Option]:
+        """``name``'s options with their types, defaults and help (for ``funcmtl methods``)."""
+        return option_specs(method(name).factory)
+
+    def parse(name: str, items: Mapping[str, str]) -> dict[str, Any]:
+        """Command-line texts ``{option: "0.4"}`` as ``name``'s typed options; an unknown
+        option or a value of the wrong type is one line naming what was expected."""
+        return parse_all({o.name: o for o in specs(name)}, items, f"{kind} {name!r}")
+
+    return Registry(names, method, options, get, describe, specs, parse)

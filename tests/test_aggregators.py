@@ -533,11 +533,12 @@ def test_unknown_option_names_it_and_the_valid_ones() -> None:
 
 
 def test_bad_option_values_are_rejected() -> None:
-    with pytest.raises(ValueError, match=r"`beta` must be a number in \(0, 1\]; got 0"):
+    tensor = " or a 0-dim tensor"
+    with pytest.raises(ValueError, match=rf"`beta` must be a number in \(0, 1\]{tensor}; got 0"):
         agg.gradvac(beta=0)
-    with pytest.raises(ValueError, match=r"`leak` must be a number in \[0, 1\]; got 2"):
+    with pytest.raises(ValueError, match=rf"`leak` must be a number in \[0, 1\]{tensor}; got 2"):
         agg.graddrop(leak=2)
-    with pytest.raises(ValueError, match=r"`rtol` must be None or a number in \[0, 1\); got -1"):
+    with pytest.raises(ValueError, match=rf"`rtol` must be None, a number in \[0, 1\){tensor}"):
         agg.aligned_mtl(rtol=-1)
 
 

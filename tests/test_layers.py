@@ -15,8 +15,8 @@ MAX_LINES = 300
 
 # Lowest first; a unit may import only units of lower layers (or itself).
 LAYERS = [
-    {"random", "tree", "_atomic", "_masking", "_registry", "_means", "_rundir_lock"},
-    {"optim", "_dropout", "losses", "checkpoint", "data", "_json"},
+    {"random", "tree", "_atomic", "_masking", "_options", "_transform", "_means", "_rundir_lock"},
+    {"optim", "_dropout", "losses", "checkpoint", "data", "_json", "_registry"},
     {"_tensorboard", "_metrics_log"},
     {"functional", "metrics", "aggregators", "weightings", "train", "rundir"},
     {"mtl"},

@@ -26,7 +26,16 @@ from funcmtl.aggregators._mean import mean, sum
 from funcmtl.aggregators._mgda import mgda
 from funcmtl.aggregators._nash_mtl import nash_mtl
 from funcmtl.aggregators._pcgrad import pcgrad
-from funcmtl.aggregators._registry import Method, describe, get, method, names, options
+from funcmtl.aggregators._registry import (
+    Method,
+    describe,
+    get,
+    method,
+    names,
+    options,
+    parse,
+    specs,
+)
 from funcmtl.aggregators._upgrad import upgrad
 
 __all__ = [
@@ -50,6 +59,8 @@ __all__ = [
     "names",
     "nash_mtl",
     "options",
+    "parse",
+    "specs",
     "pcgrad",
     "sum",
     "upgrad",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -35,6 +36,7 @@ def balance_transformation(
     return ((basis * scale[..., None, :]) @ basis.mT).to(gramian.dtype)
 
 
+@named
 def aligned_mtl(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Aligned-MTL: replace the task gradients by the closest orthogonal set of equal norms.
 

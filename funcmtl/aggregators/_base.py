@@ -21,11 +21,17 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple, Protocol
 
+__all__ = [
+    "Aggregator", "EmptyState", "check_gramian", "check_num_tasks", "combine", "from_weighting",
+    "gramian", "num_tasks_of", "require_key", "stateless_init",
+]
+
 import einops
 import torch
 from torch import Tensor
 
 from funcmtl import tree
+from funcmtl._transform import EmptyState, Options, call_repr, check_num_tasks, stateless_init
 from funcmtl.optim._checks import _readable as readable
 
 PyTree = Any
@@ -33,7 +39,13 @@ AggregatorState = Any
 
 
 class InitFn(Protocol):
-    def __call__(self, num_tasks: int) -> AggregatorState: ...
+    def __call__(
+        self,
+        num_tasks: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> AggregatorState: ...
 
 
 class UpdateFn(Protocol):
@@ -49,27 +61,19 @@ class WeightsFn(Protocol):
 
 
 class Aggregator(NamedTuple):
-    """``init(num_tasks) -> state``; ``update(task_grads, state, *, key=None) -> (direction,
-    state)``; ``weights(gramian, state, *, key=None) -> (weights (T,), state)`` or ``None``
-    for methods that are not a weighting of the Gramian (e.g. GradDrop)."""
+    """``init(num_tasks, *, dtype=float32, device=None) -> state``; ``update(task_grads,
+    state, *, key=None) -> (direction, state)``; ``weights(gramian, state, *, key=None) ->
+    (weights (T,), state)`` or ``None`` for methods that are not a weighting of the Gramian
+    (e.g. GradDrop). ``name`` and ``options`` say what built it: it prints as that call."""
 
     init: InitFn
     update: UpdateFn
     weights: WeightsFn | None = None
+    name: str = ""
+    options: Options = ()
 
-
-class EmptyState(NamedTuple):
-    """The state of a stateless aggregator."""
-
-
-def stateless_init(num_tasks: int) -> EmptyState:
-    check_num_tasks(num_tasks)
-    return EmptyState()
-
-
-def check_num_tasks(num_tasks: int) -> None:
-    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-        raise ValueError(f"`num_tasks` must be a positive integer; got {num_tasks!r}.")
+    def __repr__(self) -> str:
+        return call_repr("Aggregator", self.name, self.options)
 
 
 def num_tasks_of(task_grads: PyTree) -> int:

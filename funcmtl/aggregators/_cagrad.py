@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -14,11 +15,13 @@ from funcmtl.aggregators._base import (
 )
 from funcmtl.aggregators._cagrad_hull import ball_weights
 from funcmtl.aggregators._normalize import normalize
-from funcmtl.aggregators._options import as_option, check_option
+from funcmtl.aggregators._options import as_option
+from funcmtl.optim._checks import check_hyperparameter
 
 _RESCALES = (0, 1, 2)
 
 
+@named
 def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
     r"""Conflict-averse gradient descent: maximise the worst task's gain near the mean gradient.
 
@@ -70,7 +73,7 @@ def cagrad(c: float = 0.5, rescale: int = 1) -> Aggregator:
         Bo Liu, Xingchao Liu, Xiaojie Jin, Peter Stone, Qiang Liu, `Conflict-Averse Gradient
         Descent for Multi-task Learning <https://arxiv.org/abs/2110.14048>`_, 2021.
     """
-    check_option("c", c, "a number ≥ 0", lambda value: value >= 0)
+    check_hyperparameter("c", c, low=0)
     if rescale not in _RESCALES or isinstance(rescale, bool):
         raise ValueError(f"`rescale` must be one of {_RESCALES}; got {rescale!r}.")
     c = as_option(c)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -14,6 +15,7 @@ from funcmtl.aggregators._base import (
 from funcmtl.aggregators._imtl_g import check_rtol, compute_gramian
 
 
+@named
 def config(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Conflict-Free Inverse Gradients: a direction with the same positive cosine to every task.
 

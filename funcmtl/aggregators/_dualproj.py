@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import Aggregator, EmptyState, from_weighting, stateless_init
 from funcmtl.aggregators._qp import project_weights
 from funcmtl.aggregators._upgrad import check_options, preference
 
 
+@named
 def dualproj(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> Aggregator:
     r"""The mean gradient projected onto the dual cone of the task gradients.
 

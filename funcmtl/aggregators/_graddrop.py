@@ -9,6 +9,7 @@ import torch.utils._pytree as pytree
 from torch import Tensor
 
 from funcmtl import random
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -17,9 +18,11 @@ from funcmtl.aggregators._base import (
     require_key,
     stateless_init,
 )
-from funcmtl.aggregators._options import as_option, check_option
+from funcmtl.aggregators._options import as_option
+from funcmtl.optim._checks import check_hyperparameter
 
 
+@named
 def graddrop(leak: float | Tensor = 0.0) -> Aggregator:
     r"""Gradient Sign Dropout: each coordinate keeps only its positive or only its negative parts.
 
@@ -65,7 +68,7 @@ def graddrop(leak: float | Tensor = 0.0) -> Aggregator:
         Dragomir Anguelov, `Just Pick a Sign: Optimizing Deep Multitask Models with Gradient
         Sign Dropout <https://arxiv.org/abs/2010.06808>`_, 2020.
     """
-    check_option("leak", leak, "a number in [0, 1]", lambda value: 0.0 <= value <= 1.0)
+    check_hyperparameter("leak", leak, low=0, high=1)
     leak = as_option(leak)
 
     def update_fn(

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from funcmtl._transform import check_init, named
 from funcmtl.aggregators._base import (
     Aggregator,
     check_gramian,
-    check_num_tasks,
     from_weighting,
     require_key,
 )
-from funcmtl.aggregators._options import as_option, check_option
+from funcmtl.aggregators._options import as_option
 from funcmtl.aggregators._pcgrad import task_orders, visit
+from funcmtl.optim._checks import check_hyperparameter
 
 
 class GradVacState(NamedTuple):
@@ -24,6 +25,7 @@ class GradVacState(NamedTuple):
     targets: Tensor  # shape=(T, T), float32; targets[i, j] = φ̂_ij, the diagonal stays 0
 
 
+@named
 def gradvac(beta: float | Tensor = 0.5) -> Aggregator:
     r"""Gradient Vaccine: raise each pairwise cosine to an adaptive, EMA-tracked target.
 
@@ -68,12 +70,14 @@ def gradvac(beta: float | Tensor = 0.5) -> Aggregator:
         Improving Multi-task Optimization in Massively Multilingual Models
         <https://openreview.net/forum?id=F1vEjWK-lH_>`_, 2021.
     """
-    check_option("beta", beta, "a number in (0, 1]", lambda value: 0.0 < value <= 1.0)
+    check_hyperparameter("beta", beta, low=0, low_open=True, high=1)
     beta = as_option(beta)
 
-    def init_fn(num_tasks: int) -> GradVacState:
-        check_num_tasks(num_tasks)
-        return GradVacState(torch.zeros(num_tasks, num_tasks))
+    def init_fn(
+        num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None
+    ) -> GradVacState:
+        check_init(num_tasks, dtype)
+        return GradVacState(torch.zeros(num_tasks, num_tasks, dtype=dtype, device=device))
 
     def weights_fn(
         gramian: Tensor, state: GradVacState, *, key: Tensor | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -12,7 +13,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._options import check_option
+from funcmtl.optim._checks import check_hyperparameter
 
 
 def default_rtol(dtype: torch.dtype) -> float:
@@ -42,10 +43,10 @@ def compute_gramian(
 
 
 def check_rtol(rtol: float | Tensor | None) -> None:
-    if rtol is not None:
-        check_option("rtol", rtol, "None or a number in [0, 1)", lambda value: 0 <= value < 1)
+    check_hyperparameter("rtol", rtol, low=0, high=1, high_open=True, or_none=True)
 
 
+@named
 def imtl_g(rtol: float | Tensor | None = None) -> Aggregator:
     r"""Impartial MTL, gradient part: the combination whose projection on every unit task
     gradient is the same.

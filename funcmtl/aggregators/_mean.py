@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import tree
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     AggregatorState,
@@ -40,6 +41,7 @@ def _constant_weighting(value_of: str) -> Aggregator:
     return Aggregator(stateless_init, update_fn, weights_fn)
 
 
+@named
 def mean() -> Aggregator:
     r"""The average of the task gradients.
 
@@ -66,6 +68,7 @@ def mean() -> Aggregator:
     return _constant_weighting("mean")
 
 
+@named
 def sum() -> Aggregator:  # noqa: A001 — the method's name, as in torchjd
     r"""The sum of the task gradients.
 

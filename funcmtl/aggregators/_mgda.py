@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -20,6 +21,7 @@ from funcmtl.aggregators._qp import solve_qp
 _NORMALIZATIONS = ("none", "l2")
 
 
+@named
 def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
     r"""The exact minimum-norm element of the convex hull of the task gradients.
 

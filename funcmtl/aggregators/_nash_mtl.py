@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import tree
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -16,9 +17,11 @@ from funcmtl.aggregators._base import (
 )
 from funcmtl.aggregators._nash_point import nash_point
 from funcmtl.aggregators._normalize import normalize
-from funcmtl.aggregators._options import as_option, check_option
+from funcmtl.aggregators._options import as_option
+from funcmtl.optim._checks import check_hyperparameter
 
 
+@named
 def nash_mtl(max_norm: float = 1.0) -> Aggregator:
     r"""Multi-task learning as a bargaining game: the Nash bargaining solution of the tasks.
 
@@ -70,7 +73,7 @@ def nash_mtl(max_norm: float = 1.0) -> Aggregator:
         Ethan Fetaya, `Multi-Task Learning as a Bargaining Game
         <https://arxiv.org/abs/2202.01017>`_, 2022.
     """
-    check_option("max_norm", max_norm, "a number ≥ 0 (0 disables it)", lambda v: v >= 0)
+    check_hyperparameter("max_norm", max_norm, low=0)  # 0 disables it
     max_norm = as_option(max_norm)
 
     def weights_fn(

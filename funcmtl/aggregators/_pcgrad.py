@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import random
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -36,6 +37,7 @@ def visit(orders: Tensor, step: int, dtype: torch.dtype) -> tuple[Tensor, Tensor
     return one_hot, visited != tasks
 
 
+@named
 def pcgrad() -> Aggregator:
     r"""Projecting Conflicting Gradients: remove, pairwise, the components that conflict.
 

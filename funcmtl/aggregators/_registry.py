@@ -17,7 +17,7 @@ from funcmtl.aggregators._nash_mtl import nash_mtl
 from funcmtl.aggregators._pcgrad import pcgrad
 from funcmtl.aggregators._upgrad import upgrad
 
-names, method, options, get, describe = registry(
+names, method, options, get, describe, specs, parse = registry(
     "aggregator",
     (
         Method(

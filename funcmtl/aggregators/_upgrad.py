@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -12,8 +13,8 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._options import check_option
 from funcmtl.aggregators._qp import project_weights
+from funcmtl.optim._checks import check_hyperparameter
 
 
 def check_options(pref_vector: Tensor | None, reg_eps: float | Tensor) -> None:
@@ -21,7 +22,7 @@ def check_options(pref_vector: Tensor | None, reg_eps: float | Tensor) -> None:
     if pref_vector is not None and (not isinstance(pref_vector, Tensor) or pref_vector.dim() != 1):
         found = tuple(pref_vector.shape) if isinstance(pref_vector, Tensor) else pref_vector
         raise ValueError(f"`pref_vector` must be a 1-D tensor of shape (T,); got {found!r}.")
-    check_option("reg_eps", reg_eps, "a number ≥ 0", lambda value: value >= 0)
+    check_hyperparameter("reg_eps", reg_eps, low=0)
 
 
 def preference(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
@@ -37,6 +38,7 @@ def preference(pref_vector: Tensor | None, gramian: Tensor) -> Tensor:
     return pref_vector.to(dtype=torch.float64, device=gramian.device)
 
 
+@named
 def upgrad(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> Aggregator:
     r"""Unconflicting projection of gradients: average the gradients' dual-cone projections.
 

@@ -19,7 +19,7 @@ from funcmtl.datasets._files import from_file
 from funcmtl.datasets._readers import EXTENSIONS
 from funcmtl.datasets._synthetic import synthetic
 
-names, _method, _options, _get, _describe = registry(
+names, _method, _options, _get, _describe, _specs, _parse = registry(
     "dataset",
     (
         Method(

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from funcmtl import aggregators, datasets, mtl, optim, weightings
-from funcmtl.experiment._config import TrainConfig, parse_options
+from funcmtl.experiment._config import TrainConfig, option_texts, parse_options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,8 +125,9 @@ def build_optimizer(config: TrainConfig, total_steps: int) -> optim.GradientTran
 def resolve_method(config: TrainConfig) -> tuple[aggregators.Aggregator, weightings.Weighting]:
     """``--method`` as an aggregator (with ``--weighting``) or as a loss weighting (with the
     ``sum`` aggregator: the weighted sum of the task losses)."""
-    options = parse_options(config.method_options, "--method-options")
+    texts = option_texts(config.method_options, "--method-options")
     if config.method in aggregators.names():
+        options = aggregators.parse(config.method, texts)
         return aggregators.get(config.method, **options), weightings.get(config.weighting)
     if config.method in weightings.names():
         if config.weighting != "equal":
@@ -134,6 +135,7 @@ def resolve_method(config: TrainConfig) -> tuple[aggregators.Aggregator, weighti
                 f"--method {config.method} is itself a loss weighting; drop --weighting "
                 f"{config.weighting} or pick an aggregator as --method."
             )
+        options = weightings.parse(config.method, texts)
         return aggregators.get("sum"), weightings.get(config.method, **options)
     raise ValueError(
         f"unknown --method {config.method!r}; expected an aggregator "

@@ -146,13 +146,23 @@ def preset(name: str | None, cls: type = TrainConfig) -> Any:
     return dataclasses.replace(cls(), **{k: v for k, v in PRESETS[name].items() if k in fields})
 
 
-def parse_options(items: tuple[str, ...], what: str) -> dict[str, Any]:
-    """``('c=0.4', 'rescale=1')`` -> ``{'c': 0.4, 'rescale': 1}`` (Python literals, else str)."""
-    options: dict[str, Any] = {}
+def option_texts(items: tuple[str, ...], what: str) -> dict[str, str]:
+    """``('c=0.4', 'rescale=1')`` -> ``{'c': '0.4', 'rescale': '1'}``, the texts unparsed (a
+    method's registry parses them by its options' types)."""
+    texts: dict[str, str] = {}
     for item in items:
         name, sep, text = item.partition("=")
         if not sep or not name.isidentifier():
             raise ValueError(f"{what} must be key=value items; got {item!r}.")
+        texts[name] = text
+    return texts
+
+
+def parse_options(items: tuple[str, ...], what: str) -> dict[str, Any]:
+    """``('num_tasks=3', 'name=a')`` -> ``{'num_tasks': 3, 'name': 'a'}`` (Python literals,
+    else str): for options without declared types (``--data-options``)."""
+    options: dict[str, Any] = {}
+    for name, text in option_texts(items, what).items():
         try:
             options[name] = ast.literal_eval(text)
         except (ValueError, SyntaxError):

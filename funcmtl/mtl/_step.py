@@ -72,15 +72,25 @@ def init_state(
     check_tasks(tasks)
     hparams = {name: torch.as_tensor(value) for name, value in (hparams or {}).items()}
     transform = train.resolve_optimizer(optimizer, hparams)
+    leaves = tree.leaves(params)
+    device = leaves[0].device if leaves else None
     return MTLState(
         params=params,
         buffers=buffers,
         opt_state=transform.init(params),
-        aggregator_state=_aggregator(aggregator).init(len(tasks)),
-        weighting_state=_weighting(weighting).init(len(tasks)),
+        # On the parameters' device; init(num_tasks) alone, so that a custom method written
+        # to the minimal contract works too.
+        aggregator_state=_to(device, _aggregator(aggregator).init(len(tasks))),
+        weighting_state=_to(device, _weighting(weighting).init(len(tasks))),
         step=torch.zeros((), dtype=torch.int64),
         hparams=hparams,
     )
+
+
+def _to(device: torch.device | None, state: Any) -> Any:
+    if device is None:
+        return state
+    return tree.map(lambda x: x.to(device) if isinstance(x, Tensor) else x, state)
 
 
 def _cosines(gram: Tensor) -> Tensor:

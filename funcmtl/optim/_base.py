@@ -21,6 +21,7 @@ from torch import Tensor
 from torch.utils import _pytree as pytree
 
 from funcmtl import tree
+from funcmtl._transform import EmptyState
 from funcmtl.optim import _leafwise
 
 PyTree = Any
@@ -53,10 +54,6 @@ class GradientTransformation(NamedTuple):
     init: TransformInitFn
     update: TransformUpdateFn
     apply_donated: Callable[[PyTree, PyTree, OptState], tuple[PyTree, OptState]] | None = None
-
-
-class EmptyState(NamedTuple):
-    """The state of a stateless transform."""
 
 
 def zero_count(params: PyTree) -> Tensor:

@@ -40,8 +40,10 @@ def check_hyperparameter(
     low_open: bool = False,
     high_open: bool = False,
     or_schedule: bool = False,
+    or_none: bool = False,
 ) -> None:
-    """Raise if ``value`` is not a number in the range, a 0-dim tensor or (optionally) callable.
+    """Raise if ``value`` is not a number in the range, a 0-dim tensor or (optionally) callable
+    or ``None``.
 
     Args:
         name: the argument's name, as the user wrote it.
@@ -49,6 +51,7 @@ def check_hyperparameter(
         low, high: the bounds of the allowed range (``None``: unbounded on that side).
         low_open, high_open: whether the bound itself is excluded.
         or_schedule: whether a callable ``count -> value`` is also accepted.
+        or_none: whether ``None`` is also accepted (a default computed later).
 
     Raises:
         ValueError: a number outside the range, or a tensor that is not 0-dim.
@@ -56,7 +59,11 @@ def check_hyperparameter(
     """
     expected = _describe(low, high, low_open, high_open)
     expected += ", a 0-dim tensor or a schedule" if or_schedule else " or a 0-dim tensor"
-    if or_schedule and callable(value) and not isinstance(value, Tensor):
+    if or_none:
+        expected = "None, " + expected
+    if (or_schedule and callable(value) and not isinstance(value, Tensor)) or (
+        or_none and value is None
+    ):
         return
     if isinstance(value, Tensor):
         if value.dim() != 0:

@@ -23,7 +23,16 @@ from funcmtl.weightings._famo import FamoState, famo
 from funcmtl.weightings._geometric_mean import geometric_mean
 from funcmtl.weightings._gradnorm import GradNormState, gradnorm
 from funcmtl.weightings._imtl_l import ImtlLState, imtl_l
-from funcmtl.weightings._registry import Method, describe, get, method, names, options
+from funcmtl.weightings._registry import (
+    Method,
+    describe,
+    get,
+    method,
+    names,
+    options,
+    parse,
+    specs,
+)
 from funcmtl.weightings._rlw import rlw
 from funcmtl.weightings._uncertainty import UncertaintyState, uncertainty
 
@@ -47,6 +56,8 @@ __all__ = [
     "method",
     "names",
     "options",
+    "parse",
+    "specs",
     "rlw",
     "uncertainty",
 ]

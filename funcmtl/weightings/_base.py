@@ -31,7 +31,21 @@ from typing import Any, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
+from funcmtl._transform import (
+    EmptyState,
+    Options,
+    call_repr,
+    check_dtype,
+    check_init,
+    check_num_tasks,
+    stateless_init,
+)
 from funcmtl.optim._checks import check_hyperparameter
+
+__all__ = [
+    "EmptyState", "Weighting", "check_dtype", "check_init", "check_losses", "check_num_tasks",
+    "stateless_init",
+]
 
 WeightingState = Any
 
@@ -58,40 +72,17 @@ class WeightsFn(Protocol):
 
 
 class Weighting(NamedTuple):
-    """``init(num_tasks) -> state``; ``weights(losses (T,), state, *, key=None,
-    grad_norms=None) -> (w (T,), state)``."""
+    """``init(num_tasks, *, dtype=float32, device=None) -> state``; ``weights(losses (T,),
+    state, *, key=None, grad_norms=None) -> (w (T,), state)``. ``name`` and ``options`` say
+    what built it: it prints as that call."""
 
     init: InitFn
     weights: WeightsFn
+    name: str = ""
+    options: Options = ()
 
-
-class EmptyState(NamedTuple):
-    """The state of a stateless weighting."""
-
-
-def stateless_init(
-    num_tasks: int, *, dtype: torch.dtype = torch.float32, device: Any = None
-) -> EmptyState:
-    """``init`` of a weighting without state: checks ``num_tasks`` and returns ``()``."""
-    del dtype, device
-    check_num_tasks(num_tasks)
-    return EmptyState()
-
-
-def check_num_tasks(num_tasks: int) -> None:
-    if isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-        raise ValueError(f"`num_tasks` must be a positive integer; got {num_tasks!r}.")
-
-
-def check_dtype(dtype: torch.dtype) -> None:
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise ValueError(f"`dtype` must be a floating torch dtype; got {dtype!r}.")
-
-
-def check_init(num_tasks: int, dtype: torch.dtype) -> None:
-    """The argument checks of a stateful weighting's ``init``."""
-    check_num_tasks(num_tasks)
-    check_dtype(dtype)
+    def __repr__(self) -> str:
+        return call_repr("Weighting", self.name, self.options)
 
 
 def check_losses(losses: Tensor, method: str, num_tasks: int | None = None) -> int:

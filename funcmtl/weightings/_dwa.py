@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import (
     Weighting,
     check_init,
@@ -23,6 +24,7 @@ class DwaState(NamedTuple):
     before_last_mean: Tensor  # shape=(T,): mean loss of the period before that, L(t−2)
 
 
+@named
 def dwa(temperature: float | Tensor = 2.0, period: int = 100) -> Weighting:
     """Dynamic Weight Average: ``w = T · softmax(r / temperature)``, ``r`` the loss ratio of
     the last two periods.

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import EmptyState, Weighting, check_losses, stateless_init
 
 
+@named
 def equal() -> Weighting:
     """Equal weighting: ``w = 1`` for every task, so the model follows ``Σₜ ∇Lₜ``.
 

@@ -7,6 +7,7 @@ from typing import Any, Literal, NamedTuple
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import (
     Weighting,
     check_init,
@@ -30,6 +31,7 @@ class FamoState(NamedTuple):
     adam_v: Tensor  # shape=(T,): Adam's second moment of the logits (zeros for "sgd")
 
 
+@named
 def famo(
     lr: float | Tensor = 0.025,
     gamma: float | Tensor = 1e-3,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import EmptyState, Weighting, check_losses, stateless_init
 
 
+@named
 def geometric_mean() -> Weighting:
     """Geometric loss strategy: the total loss is ``(Πₜ Lₜ)^{1/T}``, so ``wₜ = GM / (T·Lₜ)``.
 

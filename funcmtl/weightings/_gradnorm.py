@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import (
     Weighting,
     check_init,
@@ -28,6 +29,7 @@ class GradNormState(NamedTuple):
     count: Tensor  # shape=(), int64: calls so far
 
 
+@named
 def gradnorm(alpha: float | Tensor = 1.5, lr: float | Tensor = 0.025) -> Weighting:
     """GradNorm: learnable weights whose weighted gradient norms track each task's training rate.
 

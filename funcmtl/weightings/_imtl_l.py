@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import Weighting, check_finite, check_positive
 from funcmtl.weightings._log_scale import log_scale_weighting
 
@@ -14,6 +15,7 @@ class ImtlLState(NamedTuple):
     log_scale: Tensor  # shape=(T,), sₜ; the loss scale is e^{sₜ}
 
 
+@named
 def imtl_l(lr: float | Tensor = 0.01, init_log_scale: float = 0.0) -> Weighting:
     """IMTL-L: learnable scales ``e^{s}``, objective ``Σₜ e^{sₜ}Lₜ − sₜ``, weights ``e^{s}``.
 

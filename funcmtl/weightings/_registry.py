@@ -12,7 +12,7 @@ from funcmtl.weightings._imtl_l import imtl_l
 from funcmtl.weightings._rlw import rlw
 from funcmtl.weightings._uncertainty import uncertainty
 
-names, method, options, get, describe = registry(
+names, method, options, get, describe, specs, parse = registry(
     "loss weighting",
     (
         Method(

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import random
+from funcmtl._transform import named
 from funcmtl.weightings._base import (
     EmptyState,
     Weighting,
@@ -15,6 +16,7 @@ from funcmtl.weightings._base import (
 )
 
 
+@named
 def rlw() -> Weighting:
     """Random loss weighting: ``w = softmax(λ̃)``, ``λ̃ ~ N(0, I)`` drawn from ``key`` each call.
 

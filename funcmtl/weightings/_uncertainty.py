@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+from funcmtl._transform import named
 from funcmtl.weightings._base import Weighting, check_finite, check_positive
 from funcmtl.weightings._log_scale import log_scale_weighting
 
@@ -14,6 +15,7 @@ class UncertaintyState(NamedTuple):
     log_variance: Tensor  # shape=(T,), sₜ = log σₜ²
 
 
+@named
 def uncertainty(lr: float | Tensor = 0.01, init_log_variance: float = 0.0) -> Weighting:
     """Uncertainty weighting: learnable log-variances ``s``, objective ``Σₜ e^{−sₜ}Lₜ + sₜ``.
 
