@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import torch
 
@@ -23,6 +23,18 @@ Options = tuple[tuple[str, Any], ...]
 
 class EmptyState(NamedTuple):
     """The state of a stateless transform."""
+
+
+class InitFn(Protocol):
+    """``init`` of an aggregator or a loss weighting: the state for ``num_tasks`` tasks."""
+
+    def __call__(
+        self,
+        num_tasks: int,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | str | None = None,
+    ) -> Any: ...
 
 
 def check_num_tasks(num_tasks: int) -> None:

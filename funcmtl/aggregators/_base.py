@@ -31,21 +31,18 @@ import torch
 from torch import Tensor
 
 from funcmtl import tree
-from funcmtl._transform import EmptyState, Options, call_repr, check_num_tasks, stateless_init
+from funcmtl._transform import (
+    EmptyState,
+    InitFn,
+    Options,
+    call_repr,
+    check_num_tasks,
+    stateless_init,
+)
 from funcmtl.optim._checks import _readable as readable
 
 PyTree = Any
 AggregatorState = Any
-
-
-class InitFn(Protocol):
-    def __call__(
-        self,
-        num_tasks: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> AggregatorState: ...
 
 
 class UpdateFn(Protocol):

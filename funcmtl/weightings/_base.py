@@ -33,6 +33,7 @@ from torch import Tensor
 
 from funcmtl._transform import (
     EmptyState,
+    InitFn,
     Options,
     call_repr,
     check_dtype,
@@ -48,16 +49,6 @@ __all__ = [
 ]
 
 WeightingState = Any
-
-
-class InitFn(Protocol):
-    def __call__(
-        self,
-        num_tasks: int,
-        *,
-        dtype: torch.dtype = torch.float32,
-        device: torch.device | str | None = None,
-    ) -> WeightingState: ...
 
 
 class WeightsFn(Protocol):
