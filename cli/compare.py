@@ -6,9 +6,9 @@ import dataclasses
 import sys
 
 from funcmtl import experiment
-from funcmtl.experiment import TrainConfig
+from funcmtl.experiment import TrainConfig, _build, _config, _io
 
-from .train import holding_out, single_task_baselines
+from ._out import holding_out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,20 +45,20 @@ def _run(config: Compare) -> int:
     if not config.methods:
         raise ValueError("--methods needs at least one method.")
     base = dataclasses.replace(
-        experiment.as_train_config(config), members=config.seeds, out=None, resume=False
+        _config.as_train_config(config), members=config.seeds, out=None, resume=False
     )
     for text in config.methods:  # fail on a bad method before any training
         name, options = parse_method(text)
-        experiment.resolve_method(
+        _build.resolve_method(
             dataclasses.replace(base, method=name, method_options=options)
         )
-    main_rank = experiment.is_main_process()
+    main_rank = _io.is_main_process()
     run_dir = None
     if config.out is not None and main_rank:
-        run_dir = experiment.open_run_dir(config.out, experiment.to_json(config), resume=False)
+        run_dir = _io.open_run_dir(config.out, _config.to_json(config), resume=False)
     splits = experiment.load_splits(base)
     tasks = splits.tasks
-    baselines = single_task_baselines(base, splits)
+    baselines = experiment.single_task_baselines(base, splits)
     results = {}
     for text in config.methods:
         name, options = parse_method(text)
@@ -80,8 +80,8 @@ def _run(config: Compare) -> int:
     text_table, markdown = comparison_tables(tasks, data)
     print(text_table)
     if run_dir is not None:
-        experiment.write_json(config.out / "compare.json", data)
-        experiment.write_text(config.out / "compare.md", markdown + "\n")
+        _io.write_json(config.out / "compare.json", data)
+        _io.write_text(config.out / "compare.md", markdown + "\n")
         run_dir.close()
         print(f"wrote {config.out / 'compare.json'} and {config.out / 'compare.md'}")
     return 0

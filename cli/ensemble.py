@@ -8,9 +8,10 @@ import torch
 
 from funcmtl import ensemble as ens
 from funcmtl import experiment, mtl
-from funcmtl.experiment import TrainConfig
+from funcmtl.experiment import TrainConfig, _build, _config, _io
+from funcmtl.experiment._evaluate import EVAL_BATCH
 
-from .train import holding_out
+from ._out import holding_out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,16 +56,16 @@ def run(config: Ensemble) -> int:
 
 
 def _run(config: Ensemble) -> int:
-    result = experiment.train(experiment.as_train_config(config))
+    result = experiment.train(_config.as_train_config(config))
     if not result.main:  # ranks > 0 of a torchrun job: rank 0 reports
         return 0
     tasks = result.setup.tasks
     test = result.splits.test
-    apply = experiment.apply_of(result.setup)
-    device = experiment.resolve_device(config.device)
+    apply = _io.apply_of(result.setup)
+    device = _build.resolve_device(config.device)
     with torch.no_grad():
-        outputs = experiment.predict(apply, result.state.params, result.state.buffers,
-                                     test.inputs.to(device))
+        outputs = ens.predict(apply, result.state.params, result.state.buffers,
+                              test.inputs.to(device), batch_size=EVAL_BATCH)
         targets = {n: y.to(device) for n, y in test.targets.items()}
         combined = {t.name: combine(t, outputs[t.name]) for t in tasks}
         ensemble_scores = mtl.task_metrics(tasks, combined, targets)
@@ -90,6 +91,6 @@ def _run(config: Ensemble) -> int:
                             .items())] for t in tasks],
     ))
     if config.out is not None:
-        experiment.write_json(config.out / "ensemble.json", data)
+        _io.write_json(config.out / "ensemble.json", data)
         print(f"run directory: {config.out}")
     return 0

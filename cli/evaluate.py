@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Literal
 
 from funcmtl import experiment
+from funcmtl.experiment import _build, _evaluate, _io, _state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,10 +29,10 @@ def run(config: Eval) -> int:
     config_values, state = experiment.load_run(config.out, device=config.device)
     splits = experiment.load_splits(config_values)
     data = getattr(splits, config.split)
-    setup = experiment.build(config_values, splits, experiment.total_steps(
+    setup = experiment.build(config_values, splits, _state.total_steps(
         config_values, len(splits.train)))
-    device = experiment.resolve_device(config.device)
-    scores = experiment.evaluate(experiment.apply_of(setup), state.params, state.buffers, data,
+    device = _build.resolve_device(config.device)
+    scores = _evaluate.evaluate(_io.apply_of(setup), state.params, state.buffers, data,
                                  device)
     results = experiment.summarize(setup.tasks, scores)
     print(f"{config.out}: {config.split} split ({len(data)} examples)")

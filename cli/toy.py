@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from funcmtl import aggregators, datasets, experiment, random
+from funcmtl.experiment import _config, _io
 
 from .compare import parse_method
 
@@ -52,7 +53,7 @@ def run(config: Toy) -> int:
     for text in config.methods:
         name, options = parse_method(text)
         aggregator = aggregators.get(
-            name, **aggregators.parse(name, experiment.option_texts(options, text)))
+            name, **aggregators.parse(name, _config.option_texts(options, text)))
         for i, start in enumerate(datasets.TOY_STARTS[config.starts]):
             path = datasets.toy_trajectory(
                 aggregator, torch.tensor(start, dtype=torch.float64), steps=config.steps,
@@ -69,7 +70,7 @@ def run(config: Toy) -> int:
     print(f"toy problem ({config.starts} starts), {config.steps} Adam steps at lr {config.lr}")
     print(experiment.table(["method", "start", "end", "loss 1", "loss 2"], rows))
     if config.out is not None:
-        experiment.write_json(config.out, {"starts": config.starts, "steps": config.steps,
+        _io.write_json(config.out, {"starts": config.starts, "steps": config.steps,
                                            "lr": config.lr, "runs": results})
         print(f"wrote {config.out}")
     return 0

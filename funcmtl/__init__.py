@@ -24,7 +24,7 @@ from funcmtl import (
     tree,
     weightings,
 )
-from funcmtl.functional import Apply, functional, init, load_into
+from funcmtl._functional import Apply, functional, init, load_into
 
 __all__ = [
     "Apply",

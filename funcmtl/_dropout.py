@@ -1,4 +1,4 @@
-"""Key-driven dropout for :class:`funcmtl.functional.Apply`: layers, and the calls modules make.
+"""Key-driven dropout for :class:`funcmtl.Apply`: layers, and the calls modules make.
 
 Every dropout of a training forward pass draws its mask from the key of the ``apply`` call:
 the ``n``-th dropout uses ``fold_in(key, n)``, so the same key reproduces every mask and the

@@ -18,7 +18,7 @@ Torch's own random ops (``torch.randn``, ``nn.Dropout``, ``reset_parameters``) r
 generator instead. :func:`torch_seed` seeds that generator from a key inside a forked RNG
 scope. Under ``vmap(..., randomness="different")`` torch draws *different* numbers for each
 member from that one global stream, so a call is reproducible for a given key and batch size,
-but member k's draws then depend on K. funcmtl's own layers (:mod:`funcmtl.functional` swaps
+but member k's draws then depend on K. funcmtl's own layers (:func:`funcmtl.functional` swaps
 ``nn.Dropout`` for a key-driven dropout) use keys, so they do not have that caveat.
 
 Example:

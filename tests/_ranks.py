@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from funcmtl import checkpoint, experiment
+from funcmtl.experiment import _state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +107,6 @@ def load_checkpoint(out: Path):
     """``(fresh tree, checkpointed tree, metadata)`` of the run directory ``out``."""
     config = experiment.load_run(out)[0]
     splits = experiment.load_splits(config)
-    setup = experiment.build(config, splits, experiment.total_steps(config, len(splits.train)))
-    like = experiment.initial_tree(config, setup, torch.device("cpu"))
+    setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
+    like = _state.initial_tree(config, setup, torch.device("cpu"))
     return like, *checkpoint.load(out / checkpoint.CHECKPOINT, like)

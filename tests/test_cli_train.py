@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from funcmtl import checkpoint, experiment, tree
-from funcmtl.experiment import _loop
+from funcmtl.experiment import _evaluate, _io, _loop, _state
 from funcmtl_cli.main import main
 
 # Small and fast: multidigits with a narrow trunk, a few dozen steps.
@@ -30,7 +30,7 @@ def _files(directory: Path) -> dict[str, str]:
 
 def _load_tree(path: Path, config: experiment.TrainConfig):
     splits = experiment.load_splits(config)
-    setup = experiment.build(config, splits, experiment.total_steps(config, len(splits.train)))
+    setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
     like = _loop.initial_tree(config, setup, torch.device("cpu"))
     return checkpoint.load(path, like)[0]
 
@@ -53,8 +53,8 @@ def test_train_then_eval_reports_the_saved_models_metrics(tmp_path, capsys) -> N
     config, state = experiment.load_run(out)
     splits = experiment.load_splits(config)
     setup = experiment.build(config, splits, 40)
-    scores = experiment.evaluate(
-        experiment.apply_of(setup), state.params, state.buffers, splits.test, "cpu"
+    scores = _evaluate.evaluate(
+        _io.apply_of(setup), state.params, state.buffers, splits.test, "cpu"
     )
     assert float(scores["left/accuracy"][0]) == pytest.approx(
         summary["test"]["left"]["accuracy"]["mean"], abs=1e-7
@@ -98,7 +98,7 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) 
 def _setup_for(out: Path):
     config = experiment.load_run(out)[0]
     splits = experiment.load_splits(config)
-    setup = experiment.build(config, splits, experiment.total_steps(config, len(splits.train)))
+    setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
     return config, setup, torch.device("cpu")
 
 
@@ -116,7 +116,11 @@ def test_compare_two_methods_two_seeds(tmp_path, capsys) -> None:
         mean = sum(members) / 2
         assert result["test"]["left"]["accuracy"]["mean"] == pytest.approx(mean)
         assert isinstance(result["delta_m_percent"], float)
-    assert "| mgda |" in (out / "compare.md").read_text()
+    markdown = (out / "compare.md").read_text().splitlines()
+    rows = [line for line in markdown if line.startswith("| mgda ")]
+    assert len(rows) == 1 and rows[0].endswith("|") and rows[0].count("|") == 6
+    header = next(i for i, line in enumerate(markdown) if line.startswith("| method "))
+    assert markdown[header + 1].startswith("|--")  # the header's rule: a Markdown table
     assert "Δm%" in capsys.readouterr().out
 
 

@@ -18,7 +18,7 @@ LAYERS = [
     {"random", "tree", "_atomic", "_masking", "_options", "_transform", "_means", "_rundir_lock"},
     {"optim", "_dropout", "losses", "checkpoint", "data", "_json", "_registry"},
     {"_tensorboard", "_metrics_log"},
-    {"functional", "metrics", "aggregators", "weightings", "train", "rundir"},
+    {"_functional", "metrics", "aggregators", "weightings", "train", "rundir"},
     {"mtl"},
     {"ensemble", "datasets"},
     {"distributed"},

@@ -11,7 +11,7 @@ from torch import nn
 
 import funcmtl as fm
 from funcmtl import checkpoint, experiment, tree
-from funcmtl.experiment import _loop
+from funcmtl.experiment import _loop, _state
 from funcmtl_cli.main import main
 
 TOLERANCE = 1e-6  # a vmap over K members may round otherwise than one model (other kernels)
@@ -95,7 +95,7 @@ def _cli_members(tmp_path, members: int):
     assert main(["train", *ARGS, "--members", str(members), "--out", str(out)]) == 0
     config = experiment.load_run(out)[0]
     splits = experiment.load_splits(config)
-    setup = experiment.build(config, splits, experiment.total_steps(config, len(splits.train)))
+    setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
     like = _loop.initial_tree(config, setup, torch.device("cpu"))
     return config, splits, setup, checkpoint.load(out / "checkpoint.pt", like)[0].state
 

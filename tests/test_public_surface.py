@@ -41,3 +41,18 @@ def test_the_wheel_lists_every_package_and_no_top_level_cli():
     assert set(config["packages"]) == found
     assert config["package-dir"] == {"funcmtl_cli": "cli"}
     assert not any(name == "cli" or name.startswith("cli.") for name in config["packages"])
+
+
+def test_no_public_name_shadows_a_submodule() -> None:
+    """``fm.X`` is the module ``funcmtl.X`` whenever that module exists (no function bound
+    over a module of the same name, which made imports depend on their order)."""
+    import importlib
+    import pkgutil
+
+    import funcmtl as fm
+
+    for info in pkgutil.iter_modules(fm.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"funcmtl.{info.name}")
+        assert getattr(fm, info.name) is module, info.name

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from funcmtl import random, tree
+from funcmtl._functional import init as init_model
 from funcmtl.distributed._collectives import all_gather_concat
 from funcmtl.distributed._context import Context
-from funcmtl.functional import init as init_model
 
 __all__ = ["all_gather_members", "init_shard", "shard", "shard_batch", "take_shard"]
 

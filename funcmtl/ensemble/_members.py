@@ -13,7 +13,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from funcmtl import functional, random, train, tree
+from funcmtl import random, train, tree
+from funcmtl._functional import init as init_model
+from funcmtl._functional import load_into
 
 PyTree = Any
 Params = dict[str, torch.Tensor]
@@ -38,7 +40,7 @@ def init_members(
     if not isinstance(members, int) or members < 1:
         raise ValueError(f"`members` must be a positive integer; got {members!r}.")
     states = [
-        functional.init(module, k, device=device, dtype=dtype)
+        init_model(module, k, device=device, dtype=dtype)
         for k in random.split(key, members)
     ]
     return tree.stack([p for p, _ in states]), tree.stack([b for _, b in states])
@@ -75,7 +77,7 @@ def member_module(
 
     ``member_module(net, params, buffers, 3).state_dict()`` is a normal PyTorch checkpoint.
     """
-    return functional.load_into(
+    return load_into(
         module, member(params, index), None if buffers is None else member(buffers, index)
     )
 

@@ -7,25 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from funcmtl import datasets, mtl
-from funcmtl.functional import Apply
+from funcmtl import datasets, ensemble, mtl
+from funcmtl._functional import Apply
 
-EVAL_CHUNK = 4096  # examples per forward: bounds memory on large splits
-
-
-def predict(
-    apply: Apply, params: dict, buffers: dict, inputs: Tensor, chunk: int = EVAL_CHUNK
-) -> dict[str, Tensor]:
-    """``{task: (K, N, ...)}``: every member's outputs (eval mode) on ``inputs (N, F)``."""
-
-    def forward(p: dict, b: dict, x: Tensor) -> dict[str, Tensor]:
-        return apply(p, b, x)[0]
-
-    pieces = [
-        torch.func.vmap(forward, in_dims=(0, 0, None))(params, buffers, x)
-        for x in inputs.split(chunk)
-    ]
-    return {name: torch.cat([p[name] for p in pieces], dim=1) for name in pieces[0]}
+EVAL_BATCH = 4096  # examples per forward: bounds memory on large splits
 
 
 def scores(
@@ -48,7 +33,8 @@ def evaluate(
     apply: Apply, params: dict, buffers: dict, data: datasets.MultiTaskDataset, device
 ) -> dict[str, Tensor]:
     """:func:`scores` of the members on ``data``."""
-    outputs = predict(apply, params, buffers, data.inputs.to(device))
+    outputs = ensemble.predict(apply, params, buffers, data.inputs.to(device),
+                               batch_size=EVAL_BATCH)
     targets = {n: y.to(device) for n, y in data.targets.items()}
     return scores(data.tasks, outputs, targets)
 

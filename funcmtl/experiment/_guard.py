@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from funcmtl import functional, mtl, train, tree
+from funcmtl import mtl, train, tree
+from funcmtl._functional import Apply
 
 
 def where_members(mask: Tensor, new: Any, old: Any) -> Any:
@@ -49,7 +50,7 @@ def state_finite(state: Any, members: int) -> Tensor:
 
 
 @torch.no_grad()
-def loss_finite(apply: functional.Apply, tasks, state: mtl.MTLState, batch) -> Tensor:
+def loss_finite(apply: Apply, tasks, state: mtl.MTLState, batch) -> Tensor:
     """``(K,)``: member k's task losses on its batch at its (new) parameters are finite."""
     inputs, targets = batch
 

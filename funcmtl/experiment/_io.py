@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from funcmtl import checkpoint, functional, mtl, rundir
+from funcmtl import checkpoint, mtl, rundir
+from funcmtl._functional import Apply
 from funcmtl.experiment._build import Setup, build, load_splits, resolve_device
 from funcmtl.experiment._config import RESUMABLE_KEYS, TrainConfig, from_json
 from funcmtl.experiment._state import initial_tree, total_steps
@@ -34,9 +35,9 @@ def write_summary(out: str | os.PathLike, summary: dict[str, Any]) -> None:
     write_json(Path(out) / rundir.SUMMARY, summary)
 
 
-def apply_of(setup: Setup) -> functional.Apply:
+def apply_of(setup: Setup) -> Apply:
     """The pure forward function of the run's model."""
-    return functional.Apply(setup.module)
+    return Apply(setup.module)
 
 
 def load_run(out: str | os.PathLike, *, device: str = "cpu") -> tuple[TrainConfig, mtl.MTLState]:

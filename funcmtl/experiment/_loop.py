@@ -26,8 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from funcmtl import checkpoint, distributed, functional, mtl
+from funcmtl import checkpoint, distributed, mtl
 from funcmtl import train as train_lib
+from funcmtl._functional import Apply
 from funcmtl.experiment import _evaluate, _guard, _progress
 from funcmtl.experiment._build import Setup, Splits, build, load_splits, resolve_device
 from funcmtl.experiment._config import TrainConfig, check, to_json
@@ -190,7 +191,7 @@ def _done(run: train_lib.FitState) -> int:
 def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device,
          progress, stop: StopRequest):
     tasks = setup.tasks
-    apply = functional.Apply(setup.module)
+    apply = Apply(setup.module)
     vstep = layout.vmap_step(mtl.make_step(
         setup.model,
         tasks,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 
+from rich import box
+from rich.console import Console
+from rich.table import Table
 from torch import Tensor
 
 from funcmtl import mtl
@@ -76,16 +80,16 @@ def _cell(entry: Mapping | None, members: int) -> str:
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool = False) -> str:
-    """A plain-text (aligned) or Markdown table."""
-    if markdown:
-        lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines)
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(lines)
+    """An aligned plain-text table, or a Markdown one, rendered by rich (no colour, no wrap)."""
+    grid = Table(*headers, box=box.MARKDOWN if markdown else box.SIMPLE_HEAD,
+                 show_edge=markdown, pad_edge=markdown)
+    for row in rows:
+        grid.add_row(*row)
+    console = Console(file=io.StringIO(), width=10_000, color_system=None, markup=False,
+                      highlight=False, emoji=False)
+    console.print(grid)
+    lines = [line.rstrip() for line in console.file.getvalue().splitlines()]
+    return "\n".join(line for line in lines if line)
 
 
 def task_table(

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from funcmtl.functional import Apply
+from funcmtl._functional import Apply
 from funcmtl.mtl._architectures import SqueezeLast
 from funcmtl.mtl._hard_sharing import RepresentationHead
 
