@@ -1,4 +1,8 @@
-"""Shared test setup: a fixed global seed per test and a one-thread fixture for the solvers."""
+"""Shared test setup: a fixed global seed per test, a one-thread fixture for the solvers, and
+the device of the device-agnostic tests (``FUNCMTL_TEST_DEVICE``, default ``cpu``; e.g.
+``FUNCMTL_TEST_DEVICE=cuda python -m pytest tests/test_fit.py`` on a GPU machine)."""
+
+import os
 
 import pytest
 import torch
@@ -19,3 +23,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """``torch.device(FUNCMTL_TEST_DEVICE)``; skips when that device is not available."""
+    name = os.environ.get("FUNCMTL_TEST_DEVICE", "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        pytest.skip(f"FUNCMTL_TEST_DEVICE={name} but CUDA is not available")
+    return device

@@ -9,18 +9,18 @@ from torch import nn
 import funcmtl as fm
 
 
-def _setup(dropout: float = 0.3):
+def _setup(dropout: float = 0.3, device: torch.device | str = "cpu"):
     module = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(dropout), nn.Linear(8, 2))
     apply, _, _ = fm.functional(module)
     opt = fm.optim.adam(1e-2)
     loss = fm.train.supervised_loss(apply, fm.losses.cross_entropy)
     gen = torch.Generator().manual_seed(1)
     data = (torch.randn(40, 4, generator=gen), torch.randint(0, 2, (40,), generator=gen))
-    return module, opt, loss, data
+    return module, opt, loss, fm.tree.map(lambda x: x.to(device), data)
 
 
-def _ensemble_state(module, opt, members: int):
-    params, buffers = fm.ensemble.init_members(module, fm.random.key(0), members)
+def _ensemble_state(module, opt, members: int, device: torch.device | str = "cpu"):
+    params, buffers = fm.ensemble.init_members(module, fm.random.key(0), members, device=device)
     return fm.tree.stack([fm.train.init_state(p, b, opt)
                           for p, b in fm.tree.unstack((params, buffers))])
 
@@ -30,10 +30,10 @@ def _equal(a, b) -> bool:
                                                  strict=True))
 
 
-def test_a_run_continued_from_its_fit_state_is_bit_identical() -> None:
-    module, opt, loss, data = _setup()
+def test_a_run_continued_from_its_fit_state_is_bit_identical(device) -> None:
+    module, opt, loss, data = _setup(device=device)
     step = fm.ensemble.make_step(loss, opt, per_member_batch=True)
-    state = _ensemble_state(module, opt, 3)
+    state = _ensemble_state(module, opt, 3, device)
     common = dict(key=fm.random.key(2), batch_size=16, members=3, shuffle="member",
                   evaluate_fn=lambda s: {"loss": s.params["0.weight"].pow(2).sum((1, 2))},
                   patience=50)

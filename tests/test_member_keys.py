@@ -70,6 +70,26 @@ def test_member_0_does_not_depend_on_the_ensemble_size() -> None:
             _close(fm.ensemble.member(two.params, k), fm.ensemble.member(three.params, k))
 
 
+def test_an_ensemble_trained_in_groups_is_the_ensemble_trained_at_once() -> None:
+    """The README's recipe for more members than fit at once: groups ``range(a, b)``."""
+    module = _net()
+    apply, _, _ = fm.functional(module)
+    opt = fm.optim.adam(1e-2)
+    step = fm.ensemble.make_step(fm.train.supervised_loss(apply, fm.losses.cross_entropy), opt,
+                                 per_member_batch=True)
+    init_key, train_key = fm.random.split(fm.random.key(6))
+
+    def group(members: range):
+        params, buffers = fm.distributed.init_shard(module, init_key, 3, members)
+        states = fm.tree.stack([fm.train.init_state(p, b, opt)
+                                for p, b in fm.tree.unstack((params, buffers))])
+        return fm.train.fit(step, states, _data(), key=train_key, batch_size=16, epochs=2,
+                            members=members, shuffle="member").state.params
+
+    joined = fm.ensemble.concat_members([group(range(0, 2)), group(range(2, 3))])
+    _close(joined, group(range(3)))
+
+
 def test_shuffle_member_gives_each_member_its_own_data_order() -> None:
     """Two copies of one model without dropout: only the data order can tell them apart."""
     module = nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 3))

@@ -73,7 +73,8 @@ def test_generic_task_jacobian_equals_separate_autograd_passes():
     def losses_fn(p):
         return fm.mtl.task_losses(TASKS, apply(p, {}, batch[0])[0], batch[1])
 
-    losses, jacobian, other = fm.mtl.task_jacobian(losses_fn, params, shared=shared, chunk_size=2)
+    losses, jacobian, other = fm.mtl.task_jacobian(losses_fn, params, shared=shared,
+                                                     task_chunk_size=2)
     _, rows = autograd_rows(module, params, batch)
     for name in shared:
         assert jacobian[name].shape == (3, *params[name].shape)

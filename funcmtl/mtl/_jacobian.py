@@ -47,7 +47,7 @@ def task_jacobian(
     params: Params,
     *,
     shared: Sequence[str] | None = None,
-    chunk_size: int | None = None,
+    task_chunk_size: int | None = None,
     has_aux: bool = False,
 ):
     """The exact per-task Jacobian of ``losses_fn(params) -> losses (T,)``.
@@ -60,7 +60,7 @@ def task_jacobian(
         shared: names of the parameters whose per-task gradients are wanted (default: all).
             The others are taken to belong to single tasks (heads): they get the gradient
             of the summed loss, which for a task-specific parameter is its own task's.
-        chunk_size: tasks per vmap chunk, bounding memory to ``chunk_size`` rows of ``J``.
+        task_chunk_size: tasks per vmap chunk, bounding memory to that many rows of ``J``.
 
     Returns:
         ``(losses (T,), jacobian, other_grads[, aux])``: ``jacobian`` has the shared names,
@@ -78,7 +78,7 @@ def task_jacobian(
             f"`losses_fn` must return a loss vector of shape (T,); got {tuple(losses.shape)}."
         )
     eye = torch.eye(losses.shape[0], dtype=losses.dtype, device=losses.device)
-    jacobian, other_rows = torch.func.vmap(vjp_fn, chunk_size=chunk_size)(eye)
+    jacobian, other_rows = torch.func.vmap(vjp_fn, chunk_size=task_chunk_size)(eye)
     other_grads = tree.map(lambda rows: rows.sum(0), other_rows)
     if has_aux:
         return losses, jacobian, other_grads, out[2]
@@ -116,7 +116,7 @@ def chunked_gramian(
     cotangents: PyTree,
     *,
     chunks: Sequence[Sequence[str]] | None = None,
-    chunk_size: int | None = None,
+    task_chunk_size: int | None = None,
 ) -> Tensor:
     """``G = J Jᵀ`` of ``J = (∂z/∂θ)ᵀ`` applied to ``T`` cotangents, one chunk at a time.
 
@@ -131,6 +131,7 @@ def chunked_gramian(
         shared_params: the parameters of ``encode``.
         cotangents: ``∂Lₜ/∂z`` for every task, leaves ``(T, *z_shape)``.
         chunks: groups of parameter names (default: :func:`parameter_chunks`, two halves).
+        task_chunk_size: tasks per vmap chunk of the VJPs.
     """
     chunks = parameter_chunks(shared_params) if chunks is None else chunks
     total = None
@@ -138,7 +139,7 @@ def chunked_gramian(
         chunk = {n: shared_params[n] for n in names}
         fixed = {n: v for n, v in shared_params.items() if n not in chunk}
         _, vjp_fn = torch.func.vjp(lambda c, fixed=fixed: encode({**fixed, **c}), chunk)
-        (rows,) = torch.func.vmap(vjp_fn, chunk_size=chunk_size)(cotangents)
+        (rows,) = torch.func.vmap(vjp_fn, chunk_size=task_chunk_size)(cotangents)
         block = gramian(rows)
         total = block if total is None else total + block
     return total

@@ -49,8 +49,8 @@ class SharedGradients(NamedTuple):
 
 
 def exact(grads: TaskGradients, model: SplitModel, reduction: Reduction, *,
-          chunk_size: int | None) -> SharedGradients:
-    rows = reduction.sum(shared_jacobian(grads, chunk_size=chunk_size))
+          task_chunk_size: int | None) -> SharedGradients:
+    rows = reduction.sum(shared_jacobian(grads, task_chunk_size=task_chunk_size))
     own = {n: rows.pop(n) for n in model.encoder_task_names}
     empty = not tree.leaves(rows)
     # Without shared parameters (soft sharing), the diagnostics use the tasks' own.
@@ -65,11 +65,12 @@ def exact(grads: TaskGradients, model: SplitModel, reduction: Reduction, *,
 
 
 def gramian(grads: TaskGradients, model: SplitModel, params: Params, *, chunks: int,
-            chunk_size: int | None) -> SharedGradients:
+            task_chunk_size: int | None) -> SharedGradients:
     shared = {n: params[n] for n in model.shared_names if n not in model.encoder_task_names}
     z_rows = representation_rows(grads)
     gram = chunked_gramian(grads.encode, shared, z_rows,
-                           chunks=parameter_chunks(shared, chunks), chunk_size=chunk_size)
+                           chunks=parameter_chunks(shared, chunks),
+                           task_chunk_size=task_chunk_size)
     return SharedGradients(
         gramian=gram,
         combine=lambda w: grads.encoder_vjp(combine(w, z_rows))[0],

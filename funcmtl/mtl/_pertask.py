@@ -231,9 +231,9 @@ def _interchangeable_groups(model: SplitModel, tasks: Sequence[Task]) -> list[li
     return list(groups.values())
 
 
-def shared_jacobian(grads: TaskGradients, *, chunk_size: int | None = None) -> Params:
+def shared_jacobian(grads: TaskGradients, *, task_chunk_size: int | None = None) -> Params:
     """The exact per-task Jacobian wrt the shared parameters: leaves ``(T, *shape)``."""
-    (rows,) = torch.func.vmap(grads.encoder_vjp, chunk_size=chunk_size)(
+    (rows,) = torch.func.vmap(grads.encoder_vjp, chunk_size=task_chunk_size)(
         representation_rows(grads)
     )
     return rows

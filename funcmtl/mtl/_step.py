@@ -106,7 +106,7 @@ def make_step(
     weighting: Weighting | str | None = None,
     *,
     path: str = "exact",
-    chunk_size: int | None = None,
+    task_chunk_size: int | None = None,
     gramian_chunks: int = 2,
     regularizer: Callable[[Params], Tensor] | None = None,
     donate: bool = False,
@@ -123,7 +123,8 @@ def make_step(
         path: "exact" (the Jacobian wrt the shared parameters), "gramian" (only ``J Jᵀ``,
             chunked; needs an aggregator with ``weights``) or "representation" (gradients
             wrt the shared representation).
-        chunk_size: tasks per vmap chunk when building ``J``.
+        task_chunk_size: tasks per vmap chunk when building ``J`` (``chunk_size`` is kept
+            for members, as in :func:`funcmtl.ensemble.make_step`).
         gramian_chunks: parameter chunks of the Gramian path; peak memory is the largest
             chunk of ``J`` (about ``1/gramian_chunks`` of it), the extra cost one encoder
             forward per chunk and the input gradients after each chunk but the last.
@@ -173,10 +174,10 @@ def make_step(
 
     def shared_gradients(grads_t, params: Params) -> SharedGradients:
         if path == "exact":
-            return _paths.exact(grads_t, model, reduction, chunk_size=chunk_size)
+            return _paths.exact(grads_t, model, reduction, task_chunk_size=task_chunk_size)
         if path == "gramian":
             return _paths.gramian(grads_t, model, params, chunks=gramian_chunks,
-                                  chunk_size=chunk_size)
+                                  task_chunk_size=task_chunk_size)
         return _paths.representation(grads_t, reduction, weighs=weighs, gather_rows=gather_rows)
 
     def step(state: MTLState, batch: Any, key: Tensor) -> tuple[MTLState, dict[str, Tensor]]:
