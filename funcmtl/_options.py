@@ -14,6 +14,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
+import torch
+
 
 class Option(NamedTuple):
     """One keyword option of a method's factory."""
@@ -37,8 +39,8 @@ def parse(option: Option, text: str, owner: str) -> Any:
     """``text`` as a value of ``option.type``; ``owner`` names the method in the message.
 
     ``None``/``none`` is ``None`` where the type allows it; a ``Literal`` takes one of its
-    values; ``int`` an integer; ``float`` any number; ``bool`` true/false; ``str`` any text.
-    A tensor type (``Tensor``) is not written on a command line: a number stands for it.
+    values; ``int`` an integer; ``float`` any number; ``bool`` true/false; ``str`` any text;
+    ``Tensor`` a number (a 0-dim option) or a list of numbers such as ``(1, 2, 1)``.
     """
     allowed = [part.strip() for part in _split_union(option.type)]
     if text in ("None", "none") and "None" in allowed:
@@ -55,6 +57,8 @@ def parse(option: Option, text: str, owner: str) -> Any:
     if ({"float", "Tensor"} & set(allowed)) and isinstance(literal, int | float) \
             and not isinstance(literal, bool):
         return float(literal)
+    if "Tensor" in allowed and _numbers(literal):  # e.g. pref_vector=(1,2,1)
+        return torch.tensor([float(x) for x in literal])
     if "str" in allowed or option.type == "":
         return text if literal is None or isinstance(literal, str) else literal
     raise ValueError(
@@ -70,8 +74,10 @@ def describe_type(annotation: str) -> str:
         choices = _literal_choices(part)
         if choices is not None:
             words.append("one of " + ", ".join(map(repr, choices)))
-        elif part in ("float", "Tensor"):
+        elif part == "float" or (part == "Tensor" and "float" in annotation):
             words.append("a number")
+        elif part == "Tensor":
+            words.append("a list of numbers")
         elif part == "int":
             words.append("an integer")
         elif part == "bool":
@@ -120,6 +126,12 @@ def _literal_choices(part: str) -> tuple[str, ...] | None:
     if match is None:
         return None
     return tuple(ast.literal_eval(f"({match.group(1)},)"))
+
+
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list | tuple) and len(value) > 0 and all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in value
+    )
 
 
 def _literal(text: str) -> Any:

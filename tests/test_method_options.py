@@ -4,6 +4,7 @@ command line by type, shown by ``funcmtl methods NAME``."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 import funcmtl as fm
 from funcmtl_cli.main import main
@@ -28,6 +29,9 @@ def test_values_are_parsed_by_type_and_wrong_ones_name_the_expected_type() -> No
     assert fm.aggregators.parse("cagrad", {"c": "1", "rescale": "2"}) == {"c": 1.0, "rescale": 2}
     assert isinstance(fm.aggregators.parse("cagrad", {"c": "1"})["c"], float)
     assert fm.aggregators.parse("imtl_g", {"rtol": "none"}) == {"rtol": None}
+    pref = fm.aggregators.parse("upgrad", {"pref_vector": "(1, 2, 1)"})["pref_vector"]
+    assert torch.equal(pref, torch.tensor([1.0, 2.0, 1.0]))
+    assert fm.aggregators.specs("upgrad")[0].type == "Tensor | None"
     cases = [
         ("cagrad", {"c": "big"}, r"aggregator 'cagrad' option `c` must be a number; got 'big'"),
         ("cagrad", {"rescale": "1.5"}, r"`rescale` must be an integer; got '1.5'"),
