@@ -465,3 +465,28 @@ def test_option_errors_name_the_argument() -> None:
         cagrad(rescale=3)
     with pytest.raises(ValueError, match="max_norm"):
         nash_mtl(max_norm=-1.0)
+
+
+@pytest.mark.parametrize("simplex", [True, False], ids=["simplex", "bounds"])
+def test_the_eager_active_set_certifies_and_equals_the_enumeration(simplex: bool) -> None:
+    """The eager fast path (funcmtl/aggregators/_active_set.py) answers the common
+    well-conditioned problems itself, exactly; the others go to the interior-point method."""
+    from funcmtl.aggregators import _active_set
+    from funcmtl.aggregators._normalize import normalize, ridge
+
+    rng = np.random.default_rng(5)
+    certified = 0
+    for trial in range(40):
+        n = 2 + trial % 5
+        jac = rng.standard_normal((n, 7)) * np.logspace(0, 2, n)[:, None]
+        jac += rng.standard_normal(7) * (trial % 3)  # some shared direction: fewer conflicts
+        q = ridge(normalize(torch.tensor(jac @ jac.T))[0])
+        lower = np.zeros(n) if simplex else rng.uniform(0.0, 1.0, n)
+        c = q @ torch.tensor(lower)  # the linear term of y = x − lower
+        found = _active_set.solve(q, c, 1.0 if simplex else None)
+        if found is None:
+            continue
+        certified += 1
+        expected = ref_qp(q.numpy(), lower, simplex)
+        np.testing.assert_allclose(found.numpy() + lower, expected, atol=1e-8)
+    assert certified >= 30  # the fast path is the one that runs

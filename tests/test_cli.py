@@ -108,3 +108,20 @@ def test_bench_pertask_writes_rows_for_every_contender(tmp_path):
         for path in ("exact", "gramian", "representation") for agg in ("pcgrad", "upgrad")
     }
     assert expected <= set(row) and all(row[name] > 0 for name in expected)
+
+
+def test_bench_aggregators_times_every_contender_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "agg.json"
+    args = ["bench", "aggregators", "--aggregators", "mgda", "graddrop", "--tasks", "3",
+            "--params", "20", "--members", "2", "--rounds", "1", "--steps", "1", "--warmup", "0",
+            "--json", str(out)]
+    assert main(args) == 0
+    result = json.loads(out.read_text())
+    assert result["suite"] == "aggregators"
+    mgda, graddrop = result["records"]
+    assert (mgda["aggregator"], mgda["tasks"], mgda["params"]) == ("mgda", 3, 20)
+    assert {"eager", "weights", "vmap", "loop"} <= set(mgda["ms"])
+    assert "weights" not in graddrop["ms"]  # GradDrop is not a weighting of the Gramian
+    assert all(ms > 0 for ms in mgda["ms"].values())
+    assert "eager ms" in capsys.readouterr().out
+    assert main([*args[:3], "pcgard"]) == 2

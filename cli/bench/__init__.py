@@ -8,10 +8,11 @@ from typing import Annotated, Any, Union
 
 import tyro
 
-from . import ensemble, matmul, pertask
+from . import aggregators, ensemble, matmul, pertask
 
 # Suite name -> (config class, runner); each becomes `funcmtl bench <name>`.
 SUITES: dict[str, tuple[type, Callable[[Any], int]]] = {
+    "aggregators": (aggregators.AggregatorsBench, aggregators.run),
     "ensemble": (ensemble.EnsembleBench, ensemble.run),
     "matmul": (matmul.MatmulBench, matmul.run),
     "pertask": (pertask.PertaskBench, pertask.run),

@@ -6,9 +6,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from funcmtl.aggregators._normalize import matvec, ridge, task_scale
+from funcmtl.aggregators._normalize import matvec, may_branch, ridge, task_scale
 
 NEWTON_ITERATIONS = 30  # Newton steps of nash_point (converged after ~20 in the tests)
+CONVERGED = 1e-28  # λ², the squared Newton decrement, at which an eager call stops
 
 
 def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
@@ -27,11 +28,14 @@ def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
         value = (x * matvec(q[..., None, :, :], x)).sum(-1) / 2 - safe.log().sum(-1)
         return torch.where(positive.all(-1), value, torch.inf)
 
+    eager = may_branch(q)  # may stop once converged (fixed counts under vmap / on CUDA)
     for _ in range(iterations):
         grad = matvec(q, alpha) - 1 / alpha
         chol = torch.linalg.cholesky_ex(q + torch.diag_embed(alpha**-2)).L
         delta = -torch.cholesky_solve(grad[..., None], chol)[..., 0]
         slope = (grad * delta).sum(-1)  # −λ², λ the Newton decrement
+        if eager and float((-slope).max()) < CONVERGED:
+            break  # the remaining steps would move α by round-off only
         candidates = alpha[..., None, :] + trials[:, None] * delta[..., None, :]
         accept = (
             objective(candidates)

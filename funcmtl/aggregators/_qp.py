@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl.aggregators import _active_set as active_set
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, normalize, ridge, task_scale
 
@@ -46,6 +47,8 @@ def solve_qp(
     n = q.shape[-1]
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
+    if may_branch(q, c) and (simplex or q.dim() != 2 or not batch):
+        return _eager(q.expand(*batch, n, n), c, lower if simplex else None, iterations) + lower
     if simplex:
         return _bounded_interior_point(q.expand(*batch, n, n), c, lower, iterations) + lower
     if q.dim() != 2 or not batch:
@@ -61,6 +64,24 @@ def solve_qp(
         fallback = _bounded_interior_point(q, rows, None, iterations)
         y = torch.where(certified[:, None], y, fallback)
     return y.reshape(*batch, n) + lower
+
+
+def _eager(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int) -> Tensor:
+    """Each problem by the active-set method where it certifies its answer, else by the
+    interior-point method (eager CPU only: it branches on values)."""
+    n = c.shape[-1]
+    qs, cs = q.reshape(-1, n, n), c.reshape(-1, n)
+    totals = None if lower is None else 1 - lower.reshape(-1, n).sum(-1)
+    y = torch.empty_like(cs)
+    for i in range(cs.shape[0]):
+        total = None if totals is None else float(totals[i])
+        found = active_set.solve(qs[i], cs[i], total)
+        if found is None:
+            found = _bounded_interior_point(
+                qs[i], cs[i], None if lower is None else lower.reshape(-1, n)[i], iterations
+            )
+        y[i] = found
+    return y.reshape(c.shape)
 
 
 def _bounded_interior_point(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int):
