@@ -8,7 +8,7 @@ import sys
 from funcmtl import experiment
 from funcmtl.experiment import TrainConfig, _build, _config, _io
 
-from ._out import holding_out
+from ._common import holding_out, parse_method
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,12 +26,6 @@ class Compare(TrainConfig):
     """Seeds per method (seed, seed+1, ...: the members of one vectorized run)."""
     preset: str | None = None
     """Start from a preset; any other flag overrides it."""
-
-
-def parse_method(text: str) -> tuple[str, tuple[str, ...]]:
-    """'cagrad:c=0.4,rescale=1' -> ('cagrad', ('c=0.4', 'rescale=1'))."""
-    name, _, options = text.partition(":")
-    return name, tuple(o for o in options.split(",") if o)
 
 
 def run(config: Compare) -> int:

@@ -11,7 +11,7 @@ from funcmtl import experiment, mtl
 from funcmtl.experiment import TrainConfig, _build, _config, _io
 from funcmtl.experiment._evaluate import EVAL_BATCH
 
-from ._out import holding_out
+from ._common import holding_out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,7 +11,7 @@ import torch
 from funcmtl import aggregators, datasets, experiment, random
 from funcmtl.experiment import _config, _io
 
-from .compare import parse_method
+from ._common import parse_method
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,7 @@ import dataclasses
 from funcmtl import experiment
 from funcmtl.experiment import TrainConfig, _config, _io
 
-from ._out import holding_out
+from ._common import holding_out
 
 
 @dataclasses.dataclass(frozen=True)

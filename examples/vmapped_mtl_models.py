@@ -4,9 +4,11 @@
 model. Stack K states (K initialisation keys) on a leading member axis and ``vmap`` the step
 over ``(state, batch, key)``: one call computes all K models' per-task gradients, K
 independent PCGrad projections (each with its own random task order, from its own key) and
-K Adam updates. Each member also reads the data in its own order: the batches are
-*per member*, ``(K, batch, ...)``, each row cut from that member's own permutation. One
-vmapped forward then scores all K models on the test set.
+K Adam updates. ``fm.train.fit(..., members=K, shuffle="member")`` drives it: member k is the
+run of one model keyed by ``fm.random.split(key, K)[k]`` (its dropout and PCGrad keys, its
+own data order: the batches are *per member*, ``(K, batch, ...)``), the same rule
+``fm.ensemble.init_members`` initialises it by. One vmapped forward then scores all K
+models on the test set.
 
 The second part shows what can and cannot differ between vmapped members: a tensor
 hyperparameter such as the learning rate can, the aggregator itself cannot (see the comment
@@ -34,38 +36,27 @@ BATCH_SIZE = 128
 
 train, _, test = fm.datasets.load_splits("multidigits", seed=0, num_pairs=NUM_PAIRS)
 tasks = train.tasks  # left, right: classification; sum: regression (scaled to [0, 1])
-k_init, k_data, k_step = fm.random.split(fm.random.key(0), 3)
+k_init, k_train = fm.random.split(fm.random.key(0))
 module = fm.mtl.hard_sharing_mlp(train.num_features, (256, 128), tasks)
 model, apply = fm.mtl.split_module(module), fm.Apply(module)
 pcgrad = fm.aggregators.get("pcgrad")
 
 
-def init_members(keys: Tensor, optimizer, hparams: dict[str, Tensor] | None = None):
-    """K fresh states stacked on a leading member axis: member k from ``keys[k]``, with the
-    k-th entry of every ``hparams`` tensor ``(K,)``."""
+def init_members(params, buffers, optimizer, hparams: dict[str, Tensor] | None = None):
+    """The K members' train states stacked on a leading member axis, from their stacked
+    ``params`` and ``buffers``, with the k-th entry of every ``hparams`` tensor ``(K,)``."""
     states = []
-    for k, key in enumerate(keys):
-        params, buffers = fm.init(module, key)
+    for k, (p, b) in enumerate(fm.tree.unstack((params, buffers))):
         own = {name: values[k] for name, values in (hparams or {}).items()}
-        states.append(fm.mtl.init_state(params, buffers, tasks, optimizer, pcgrad, hparams=own))
+        states.append(fm.mtl.init_state(p, b, tasks, optimizer, pcgrad, hparams=own))
     return fm.tree.stack(states)
 
 
 def train_members(step, states: fm.mtl.MTLState) -> fm.mtl.MTLState:
     """Train all members together: every argument of the vmapped step has the member axis."""
     vstep = torch.func.vmap(step)  # in_dims=0 for state, batch and key alike
-    x, y = train.data
-    members, steps = torch.arange(K), 0
-    for epoch in range(EPOCHS):
-        epoch_keys = fm.random.fold_in(fm.random.fold_in(k_data, epoch), members)  # (K, 2)
-        order = fm.random.permutation(epoch_keys, len(train))  # (K, N): one order per member
-        for start in range(0, len(train), BATCH_SIZE):
-            rows = order[:, start : start + BATCH_SIZE]  # (K, batch)
-            batch = (x[rows], {name: target[rows] for name, target in y.items()})
-            keys = fm.random.fold_in(fm.random.fold_in(k_step, steps), members)  # (K, 2)
-            states, metrics = vstep(states, batch, keys)  # metrics: (K, ...) each
-            steps += 1
-    return states
+    return fm.train.fit(vstep, states, train.data, key=k_train, batch_size=BATCH_SIZE,
+                        epochs=EPOCHS, members=K, shuffle="member").state
 
 
 def score_members(states: fm.mtl.MTLState) -> dict[str, Tensor]:
@@ -92,7 +83,8 @@ def print_table(label: str, names: list[str], scores: dict[str, Tensor]) -> None
 optimizer = fm.optim.adam(1e-3)
 step = fm.mtl.make_step(model, tasks, optimizer, pcgrad)
 start = time.perf_counter()
-states = train_members(step, init_members(fm.random.split(k_init, K), optimizer))
+params, buffers = fm.ensemble.init_members(module, k_init, K)  # member k: split(k_init, K)[k]
+states = train_members(step, init_members(params, buffers, optimizer))
 print(f"{K} PCGrad models, {EPOCHS} epochs, one vmap: {time.perf_counter() - start:.1f} s\n")
 print_table("member", [f"{k}" for k in range(K)], score_members(states))
 
@@ -110,8 +102,9 @@ def adam_from_state(hparams: dict[str, Tensor]) -> fm.optim.GradientTransformati
 
 
 step = fm.mtl.make_step(model, tasks, adam_from_state, pcgrad)
-same_init = k_init.expand(K, 2)
-states = init_members(same_init, adam_from_state, {"learning_rate": learning_rates})
+one_params, one_buffers = fm.init(module, k_init)
+same = fm.tree.stack([(one_params, one_buffers)] * K)
+states = init_members(*same, adam_from_state, {"learning_rate": learning_rates})
 start = time.perf_counter()
 states = train_members(step, states)
 print(f"\n{K} learning rates, PCGrad, one vmap: {time.perf_counter() - start:.1f} s\n")

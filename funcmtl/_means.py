@@ -25,6 +25,12 @@ class MetricMeans:
             self.sums[name] = self.sums.get(name, 0.0) + value
             self.counts[name] = self.counts.get(name, 0) + measured.to(value.dtype)
 
+    def per_member(self, name: str) -> torch.Tensor:
+        """The mean of ``name`` over the batches, per member (0-dim for one model)."""
+        total, count = self.sums[name], self.counts[name]
+        mean = total / torch.where(count > 0, count, torch.ones_like(count))
+        return torch.where(count > 0, mean, torch.nan)
+
     def result(self) -> dict[str, float]:
         """``name -> mean`` over batches (per member), then over the members that have one."""
         out = {}

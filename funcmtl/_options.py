@@ -40,7 +40,8 @@ def parse(option: Option, text: str, owner: str) -> Any:
 
     ``None``/``none`` is ``None`` where the type allows it; a ``Literal`` takes one of its
     values; ``int`` an integer; ``float`` any number; ``bool`` true/false; ``str`` any text;
-    ``Tensor`` a number (a 0-dim option) or a list of numbers such as ``(1, 2, 1)``.
+    ``float | Tensor`` a number (a 0-dim option); ``Tensor`` alone a list of numbers such as
+    ``(1, 2, 1)``.
     """
     allowed = [part.strip() for part in _split_union(option.type)]
     if text in ("None", "none") and "None" in allowed:
@@ -54,8 +55,7 @@ def parse(option: Option, text: str, owner: str) -> Any:
         return text.lower() == "true"
     if "int" in allowed and isinstance(literal, int) and not isinstance(literal, bool):
         return literal
-    if ({"float", "Tensor"} & set(allowed)) and isinstance(literal, int | float) \
-            and not isinstance(literal, bool):
+    if "float" in allowed and isinstance(literal, int | float) and not isinstance(literal, bool):
         return float(literal)
     if "Tensor" in allowed and _numbers(literal):  # e.g. pref_vector=(1,2,1)
         return torch.tensor([float(x) for x in literal])

@@ -3,7 +3,7 @@
 
 Each is a small ``NamedTuple`` of pure functions whose state is a pytree; a method's factory
 is marked with :func:`named`, so that what it builds prints as the call that built it
-(``upgrad(pref_vector=None, reg_eps=0.0001, norm_eps=0.0001)``, as torchjd's classes do) and
+(``cagrad(c=0.4, rescale=1)``, as torchjd's classes print theirs) and
 a stateless one has the one :class:`EmptyState`. Every ``init`` of an aggregator or a
 weighting is ``init(num_tasks, *, dtype=torch.float32, device=None)``.
 """
@@ -85,6 +85,9 @@ def call_repr(kind: str, name: str, options: Options) -> str:
 
 
 def _short(value: Any) -> str:
-    if isinstance(value, torch.Tensor) and value.dim():
+    """A tensor by its values when it has a few (``tensor([1.0, 2.0])``), else its shape."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() <= 16 and not torch._C._functorch.is_functorch_wrapped_tensor(value):
+            return f"tensor({value.tolist()!r})"
         return f"tensor(shape={tuple(value.shape)}, dtype={value.dtype})"
     return repr(value)

@@ -192,6 +192,17 @@ def stack(trees: Sequence[PyTree]) -> PyTree:
     return pytree.tree_unflatten(out, structure(trees[0]))
 
 
+def select(mask: torch.Tensor, new: PyTree, old: PyTree) -> PyTree:
+    """Member-wise ``new[k] if mask[k] else old[k]`` over two stacked trees, ``mask (K,)``
+    bool (0-dim for unstacked trees: the whole tree)."""
+
+    def pick(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        flag = mask.reshape(*mask.shape, *[1] * (a.dim() - mask.dim())).to(a.device)
+        return torch.where(flag, a, b.to(a.dtype))
+
+    return map(pick, new, old)
+
+
 def unstack(tree: PyTree) -> list[PyTree]:
     """Split a stacked tree along its leading axis: one tree of ``(K, ...)`` -> K trees."""
     xs = leaves(tree)

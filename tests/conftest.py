@@ -33,3 +33,29 @@ def device() -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         pytest.skip(f"FUNCMTL_TEST_DEVICE={name} but CUDA is not available")
     return device
+
+
+@pytest.fixture
+def ctrl_c_at(monkeypatch):
+    """``with ctrl_c_at(step):`` a ``funcmtl train`` inside the block gets a KeyboardInterrupt
+    (what Ctrl-C raises in one process) once step ``step`` is complete."""
+    import contextlib
+
+    from funcmtl.experiment import _loop
+
+    original = _loop._Progress.update
+
+    @contextlib.contextmanager
+    def interrupt(step: int):
+        def update(self, done, loss):
+            if done == step:
+                raise KeyboardInterrupt
+            original(self, done, loss)
+
+        monkeypatch.setattr(_loop._Progress, "update", update)
+        try:
+            yield
+        finally:
+            monkeypatch.setattr(_loop._Progress, "update", original)
+
+    return interrupt

@@ -81,6 +81,10 @@ def test_a_second_run_on_a_busy_out_is_refused_and_writes_nothing(tmp_path, caps
             assert main(["train", *long_run, *extra]) == 2
             _one_line_error(capsys, f"{out} is in use by another run (pid {first.pid})")
         assert (out / "config.json").read_bytes() == config
+        deadline = time.monotonic() + 120  # (on a busy machine the first epoch takes a while)
+        while '"split": "val"' not in (out / "metrics.jsonl").read_text():
+            assert first.poll() is None and time.monotonic() < deadline, "no val record came"
+            time.sleep(0.05)
         first.send_signal(signal.SIGINT)
         _, err = first.communicate(timeout=60)
     finally:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from funcmtl import checkpoint, experiment, tree
-from funcmtl.experiment import _evaluate, _io, _loop, _state
+from funcmtl.experiment import _evaluate, _io, _state
 from funcmtl_cli.main import main
 
 # Small and fast: multidigits with a narrow trunk, a few dozen steps.
@@ -31,7 +31,7 @@ def _files(directory: Path) -> dict[str, str]:
 def _load_tree(path: Path, config: experiment.TrainConfig):
     splits = experiment.load_splits(config)
     setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
-    like = _loop.initial_tree(config, setup, torch.device("cpu"))
+    like = _state.initial_tree(config, setup, torch.device("cpu"))
     return checkpoint.load(path, like)[0]
 
 
@@ -64,23 +64,14 @@ def test_train_then_eval_reports_the_saved_models_metrics(tmp_path, capsys) -> N
     assert f"{summary['test']['left']['accuracy']['mean']:.4f}" in table
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, monkeypatch) -> None:
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path, ctrl_c_at) -> None:
     args = [*FAST, "--steps", "30", "--method", "pcgrad", "--dropout", "0.2",
             "--members", "2", "--checkpoint-every", "7", "--eval-every", "10"]
     whole, parts = tmp_path / "whole", tmp_path / "parts"
     assert main(["train", *args, "--out", str(whole)]) == 0
-
-    original = _loop._Progress.update
-
-    def interrupt_at_17(self, step, loss):
-        if step == 17:
-            raise KeyboardInterrupt
-        original(self, step, loss)
-
-    monkeypatch.setattr(_loop._Progress, "update", interrupt_at_17)
-    assert main(["train", *args, "--out", str(parts)]) == 130  # Ctrl-C: saved, clean exit
-    monkeypatch.setattr(_loop._Progress, "update", original)
-    _, meta = checkpoint.load(parts / "checkpoint.pt", _loop.initial_tree(*_setup_for(parts)))
+    with ctrl_c_at(17):
+        assert main(["train", *args, "--out", str(parts)]) == 130  # Ctrl-C: saved, clean exit
+    _, meta = checkpoint.load(parts / "checkpoint.pt", _state.initial_tree(*_setup_for(parts)))
     assert meta["step"] == 17
     assert main(["train", *args, "--out", str(parts), "--resume"]) == 0
 

@@ -74,9 +74,12 @@ def test_each_member_keeps_its_own_best_and_the_run_stops_when_all_have() -> Non
                           monitor="score", patience=3)
     assert len(result.history) == 7 and not result.stopped_early  # member 0 never stopped
     assert result.run.best_step.tolist() == [14, 4]  # 2 steps an epoch
-    assert result.run.waiting.tolist() == [0, 5]
+    assert result.run.waiting.tolist() == [0, 3]  # member 1 stopped at its 5th evaluation
     for name, value in result.best_state.params.items():
         assert torch.equal(value[0], seen[6][name][0]) and torch.equal(value[1], seen[1][name][1])
+        # ... and was not trained after it: it is what a run of its own would have ended with
+        assert torch.equal(result.state.params[name][1], seen[4][name][1])
+        assert not torch.equal(result.state.params[name][0], seen[4][name][0])
 
     scores = iter(torch.tensor([[5.0, 5.0], [6.0, 4.0], [6.0, 9.0], [6.0, 9.0], [6.0, 9.0]]))
     result = fm.train.fit(step, _ensemble_state(module, opt, 2), data, key=fm.random.key(3),
@@ -111,6 +114,15 @@ def test_callbacks_see_every_step_and_can_stop_the_run() -> None:
                       ("step", 3), ("eval", 3), ("end", 3, False), ("step", 4),
                       ("end", 4, True)]
     assert int(result.state.step) == 4 and len(result.history) == 1
+
+
+def test_a_fit_state_is_continued_only_in_its_own_mode() -> None:
+    module, opt, loss, data = _setup()
+    params, buffers = fm.init(module, fm.random.key(0))
+    run = fm.train.fit_state(fm.train.init_state(params, buffers, opt), mode="min")
+    with pytest.raises(ValueError, match="made for the other `mode`; got mode='max'"):
+        fm.train.fit(fm.train.make_step(loss, opt), run, data, key=fm.random.key(1),
+                     batch_size=16, epochs=1, mode="max")
 
 
 @pytest.mark.parametrize(

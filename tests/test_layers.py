@@ -94,12 +94,16 @@ def test_no_import_cycle_between_the_modules_of_a_package() -> None:
         prefix = f"funcmtl.{package.name}."
         graph = {}
         for path in package.glob("*.py"):
-            deps = {
-                node.module.removeprefix(prefix)
-                for node in ast.walk(ast.parse(path.read_text()))
-                if isinstance(node, ast.ImportFrom) and node.module
-                and node.module.startswith(prefix)
-            }
+            deps = set()
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom) or not node.module:
+                    continue
+                if node.module.startswith(prefix):  # from funcmtl.pkg._mod import x
+                    deps.add(node.module.removeprefix(prefix).split(".")[0])
+                elif node.module == prefix[:-1]:  # from funcmtl.pkg import _mod (or a name)
+                    for alias in node.names:
+                        module = (package / f"{alias.name}.py").exists()
+                        deps.add(alias.name if module else "__init__")
             graph[path.stem] = deps - {path.stem}
         _check_acyclic(package.name, graph)
 

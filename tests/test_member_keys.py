@@ -11,7 +11,7 @@ from torch import nn
 
 import funcmtl as fm
 from funcmtl import checkpoint, experiment, tree
-from funcmtl.experiment import _loop, _state
+from funcmtl.experiment import _state
 from funcmtl_cli.main import main
 
 TOLERANCE = 1e-6  # a vmap over K members may round otherwise than one model (other kernels)
@@ -70,6 +70,41 @@ def test_member_0_does_not_depend_on_the_ensemble_size() -> None:
             _close(fm.ensemble.member(two.params, k), fm.ensemble.member(three.params, k))
 
 
+def test_with_early_stopping_each_member_is_still_its_solo_run() -> None:
+    """Members stop on their own validation loss at different times; each ends as the run of
+    its own key would (its last state and its best parameters)."""
+    module = _net()
+    apply, _, _ = fm.functional(module)
+    opt = fm.optim.adam(5e-2)
+    loss = fm.train.supervised_loss(apply, fm.losses.cross_entropy)
+    x_val, y_val = _data(30)[0] + 0.5, _data(30)[1].flip(0)  # a shifted split: overfits soon
+
+    def val_loss(params, buffers):
+        return fm.losses.cross_entropy(apply(params, buffers, x_val)[0], y_val)
+
+    common = dict(batch_size=10, epochs=12, patience=2, monitor="val")
+    init_key, train_key = fm.random.split(fm.random.key(8))
+    params, buffers = fm.ensemble.init_members(module, init_key, 3)
+    states = fm.tree.stack([fm.train.init_state(p, b, opt)
+                            for p, b in fm.tree.unstack((params, buffers))])
+    ensemble = fm.train.fit(
+        fm.ensemble.make_step(loss, opt, per_member_batch=True), states, _data(), key=train_key,
+        members=3, shuffle="member", evaluate_fn=lambda s: {
+            "val": torch.func.vmap(val_loss)(s.params, s.buffers)}, **common)
+    stops = []
+    for k in range(3):
+        p, b = fm.init(module, fm.random.split(init_key, 3)[k])
+        solo = fm.train.fit(fm.train.make_step(loss, opt), fm.train.init_state(p, b, opt),
+                            _data(), key=fm.random.split(train_key, 3)[k],
+                            evaluate_fn=lambda s: {"val": float(val_loss(s.params, s.buffers))},
+                            **common)
+        _close(fm.ensemble.member(ensemble.state.params, k), solo.state.params)
+        _close(fm.ensemble.member(ensemble.best_state.params, k), solo.best_state.params)
+        assert int(ensemble.run.best_step[k]) == int(solo.run.best_step)
+        stops.append(int(solo.state.step))
+    assert len(set(stops)) > 1, stops  # the members did stop at different steps
+
+
 def test_an_ensemble_trained_in_groups_is_the_ensemble_trained_at_once() -> None:
     """The README's recipe for more members than fit at once: groups ``range(a, b)``."""
     module = _net()
@@ -116,7 +151,7 @@ def _cli_members(tmp_path, members: int):
     config = experiment.load_run(out)[0]
     splits = experiment.load_splits(config)
     setup = experiment.build(config, splits, _state.total_steps(config, len(splits.train)))
-    like = _loop.initial_tree(config, setup, torch.device("cpu"))
+    like = _state.initial_tree(config, setup, torch.device("cpu"))
     return config, splits, setup, checkpoint.load(out / "checkpoint.pt", like)[0].state
 
 

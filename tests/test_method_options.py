@@ -62,3 +62,14 @@ def test_bad_method_options_exit_2_in_one_line(capsys) -> None:
     assert err == "funcmtl: error: aggregator 'cagrad' option `c` must be a number; got 'abc'."
     assert main(["methods", "pcgard"]) == 2
     assert "unknown method 'pcgard'" in capsys.readouterr().err
+
+
+def test_weighting_options_reach_the_weighting_next_to_an_aggregator() -> None:
+    from funcmtl.experiment import TrainConfig
+    from funcmtl.experiment._build import resolve_method
+
+    aggregator, weighting = resolve_method(TrainConfig(
+        method="pcgrad", weighting="dwa", weighting_options=("temperature=3",)))
+    assert repr(weighting) == "dwa(temperature=3.0, period=100)" and aggregator.name == "pcgrad"
+    with pytest.raises(ValueError, match="loss weighting 'dwa' has no option 'tau'"):
+        resolve_method(TrainConfig(method="pcgrad", weighting="dwa", weighting_options=("tau=1",)))

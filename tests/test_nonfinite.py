@@ -78,3 +78,15 @@ def test_without_the_flag_the_run_stops_and_the_last_checkpoint_is_sane(
     _, state, meta = load_checkpoint(out)
     assert meta["step"] == 3  # the checkpoint of step 6 would have held the blown-up update
     assert _finite_and_sane(state.state.params)
+
+
+def test_a_resumed_run_keeps_counting_its_skipped_steps(tmp_path, ctrl_c_at):
+    args = [*SMALL, "--steps", "12", "--lr", "1e30", "--skip-nonfinite", "--checkpoint-every", "4"]
+    whole, parts = tmp_path / "whole", tmp_path / "parts"
+    assert main(["train", *args, "--out", str(whole)]) == 0
+    with ctrl_c_at(6):
+        assert main(["train", *args, "--out", str(parts)]) == 130
+    assert main(["train", *args, "--out", str(parts), "--resume"]) == 0
+    summaries = [json.loads((out / "summary.json").read_text()) for out in (whole, parts)]
+    assert summaries[0]["skipped_steps"] == 12
+    assert summaries[0] == summaries[1]

@@ -56,3 +56,38 @@ def test_no_public_name_shadows_a_submodule() -> None:
             continue
         module = importlib.import_module(f"funcmtl.{info.name}")
         assert getattr(fm, info.name) is module, info.name
+
+
+def test_the_built_wheel_installs_funcmtl_and_funcmtl_cli_only(tmp_path):
+    """The wheel itself (not only pyproject.toml): no top-level ``cli`` package to collide
+    with other projects', and every module of both packages inside."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=240, check=False,
+    )
+    if result.returncode != 0 and "No module named" in result.stderr + result.stdout:
+        __import__("pytest").skip(f"no setuptools to build with: {result.stderr[-200:]}")
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("funcmtl-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {name.split("/")[0] for name in names}
+    assert {t for t in tops if not t.endswith(".dist-info")} == {"funcmtl", "funcmtl_cli"}
+    for folder, package in (("funcmtl", "funcmtl"), ("cli", "funcmtl_cli")):
+        for source in (ROOT / folder).rglob("*.py"):
+            assert f"{package}/{source.relative_to(ROOT / folder).as_posix()}" in names
+    assert "funcmtl/datasets/digits.u8.gz" in names
+
+
+def test_the_readme_functional_core_runs_as_written():
+    readme = (ROOT / "README.md").read_text()
+    core = readme.split("## The functional core in one screen", 1)[1]
+    code = re.findall(r"```python\n(.*?)\n```", core, flags=re.S)[0]
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 — our own README
+    assert namespace["states"].params["0.weight"].shape[0] == 8
+    assert namespace["metrics"]["loss"].shape == (8,)

@@ -28,6 +28,10 @@ def test_a_method_prints_as_the_call_that_builds_it(registry, name) -> None:
 def test_options_given_show_in_the_repr_and_a_custom_method_says_so() -> None:
     assert repr(aggregators.get("cagrad", c=0.4)) == "cagrad(c=0.4, rescale=1)"
     assert repr(weightings.dwa(temperature=3.0)) == "dwa(temperature=3.0, period=100)"
+    upgrad = aggregators.upgrad(pref_vector=torch.tensor([1.0, 2.0, 1.0]))
+    assert repr(upgrad) == "upgrad(pref_vector=tensor([1.0, 2.0, 1.0]), reg_eps=0.0)"
+    rebuilt = eval(repr(upgrad), {"upgrad": aggregators.upgrad, "tensor": torch.tensor})  # noqa: S307
+    assert repr(rebuilt) == repr(upgrad)
     custom = aggregators.Aggregator(init=lambda n: None, update=lambda g, s, key=None: (g, s))
     assert repr(custom) == "Aggregator(<custom>)"
 

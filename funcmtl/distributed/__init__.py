@@ -21,7 +21,7 @@ from funcmtl.distributed._collectives import (
     broadcast,
 )
 from funcmtl.distributed._context import Context, DistributedError, init
-from funcmtl.distributed._mtl import DataParallel, data_parallel, task_counts
+from funcmtl.distributed._mtl import data_parallel, task_counts
 from funcmtl.distributed._shard import (
     all_gather_members,
     init_shard,
@@ -33,7 +33,6 @@ from funcmtl.distributed._step import make_step
 
 __all__ = [
     "Context",
-    "DataParallel",
     "DistributedError",
     "all_gather_concat",
     "all_gather_members",

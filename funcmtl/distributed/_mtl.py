@@ -47,16 +47,13 @@ from funcmtl import random, tree
 from funcmtl.distributed._collectives import all_gather_concat, all_reduce_sum
 from funcmtl.distributed._context import Context
 from funcmtl.distributed._shard import shard_batch
-from funcmtl.mtl._pertask import TaskGradients, representation_rows
-from funcmtl.mtl._reduction import Reduction
+from funcmtl.mtl._pertask import TaskGradients, representation_rows, scale_rows
+from funcmtl.mtl._reduction import LOCAL, Reduction
 from funcmtl.mtl._tasks import Task
 
-__all__ = ["DataParallel", "data_parallel", "task_counts"]
+__all__ = ["data_parallel", "task_counts"]
 
 PATHS = ("exact", "representation")
-
-
-DataParallel = Reduction  # the hooks fm.mtl.make_step(..., reduction=...) calls
 
 
 def task_counts(tasks: Sequence[Task], targets: dict[str, Tensor], like: Tensor) -> Tensor:
@@ -72,11 +69,7 @@ def task_counts(tasks: Sequence[Task], targets: dict[str, Tensor], like: Tensor)
     return torch.stack(counts).to(dtype=like.dtype, device=like.device)
 
 
-def _expand(weights: Tensor, rows: Tensor) -> Tensor:
-    return weights.reshape(-1, *([1] * (rows.dim() - 1))).to(rows.dtype)
-
-
-def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
+def data_parallel(ctx: Context, *, split_batch: bool = True) -> Reduction:
     """Hooks that make :func:`funcmtl.mtl.make_step` train one model over ``ctx``'s ranks.
 
     Args:
@@ -88,7 +81,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
             loads only its own examples (shards may then differ in size).
 
     Returns:
-        a :class:`DataParallel` to pass as ``make_step(..., reduction=...)``.
+        a :class:`funcmtl.mtl.Reduction` to pass as ``make_step(..., reduction=...)``.
 
     Example:
         Run as a plain script this is a 1-process world; under ``torchrun`` the same code
@@ -111,13 +104,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         1
     """
     if ctx.group is None:
-        return DataParallel(
-            check_path=lambda path: None,
-            local_batch=lambda batch: batch,
-            local_key=lambda key: key,
-            task_gradients=lambda grads, tasks, batch, path, gather_rows: grads,
-            sum=lambda value: value,
-        )
+        return LOCAL
 
     def check_path(path: str) -> None:
         if path not in PATHS:
@@ -159,7 +146,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         start = sum(rank_sizes[: ctx.rank])
 
         scale = counts / totals  # n_{r,t} / N_t
-        rows = tree.map(lambda r: r * _expand(scale, r), representation_rows(grads))
+        rows = scale_rows(scale, representation_rows(grads))
         if gather_rows:
             for leaf in tree.leaves(rows):
                 if leaf.dim() < 2 or leaf.shape[1] != size:
@@ -198,7 +185,7 @@ def data_parallel(ctx: Context, *, split_batch: bool = True) -> DataParallel:
         )
 
     rank = ctx.rank
-    return DataParallel(
+    return Reduction(
         check_path=check_path,
         local_batch=(lambda batch: shard_batch(batch, ctx)) if split_batch else (lambda b: b),
         local_key=lambda key: random.fold_in(key, rank),

@@ -18,7 +18,7 @@ def single_task_baselines(config: TrainConfig, splits: Splits) -> dict:
     results = {}
     plain = dataclasses.replace(
         as_train_config(config), out=None, resume=False, method="mean", method_options=(),
-        weighting="equal", tensorboard=False,
+        weighting="equal", weighting_options=(), tensorboard=False,
     )
     for task in splits.tasks:
         print(f"single-task baseline: {task.name}", file=sys.stderr)

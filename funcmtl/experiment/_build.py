@@ -126,14 +126,19 @@ def resolve_method(config: TrainConfig) -> tuple[aggregators.Aggregator, weighti
     """``--method`` as an aggregator (with ``--weighting``) or as a loss weighting (with the
     ``sum`` aggregator: the weighted sum of the task losses)."""
     texts = option_texts(config.method_options, "--method-options")
+    weighting_texts = option_texts(config.weighting_options, "--weighting-options")
     if config.method in aggregators.names():
         options = aggregators.parse(config.method, texts)
-        return aggregators.get(config.method, **options), weightings.get(config.weighting)
+        weighting = weightings.get(
+            config.weighting, **weightings.parse(config.weighting, weighting_texts)
+        )
+        return aggregators.get(config.method, **options), weighting
     if config.method in weightings.names():
-        if config.weighting != "equal":
+        if config.weighting != "equal" or weighting_texts:
             raise ValueError(
                 f"--method {config.method} is itself a loss weighting; drop --weighting "
-                f"{config.weighting} or pick an aggregator as --method."
+                f"{config.weighting} (and --weighting-options) or pick an aggregator as "
+                "--method."
             )
         options = weightings.parse(config.method, texts)
         return aggregators.get("sum"), weightings.get(config.method, **options)

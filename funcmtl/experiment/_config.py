@@ -44,9 +44,12 @@ class TrainConfig:
     """Aggregator (mean, pcgrad, mgda, cagrad, upgrad, ...) or loss weighting (uncertainty,
     dwa, famo, ...); `funcmtl methods` lists them all."""
     method_options: tuple[str, ...] = ()
-    """Options of the method as key=value, e.g. 'c=0.4' for cagrad."""
+    """Options of the method as key=value, e.g. 'c=0.4' for cagrad; `funcmtl methods NAME`
+    shows a method's options, their types and defaults."""
     weighting: str = "equal"
     """Loss weighting combined with an aggregator ``--method``."""
+    weighting_options: tuple[str, ...] = ()
+    """Options of ``--weighting`` as key=value, e.g. 'temperature=3' for dwa."""
     path: GradientPath = "exact"
     """Per-task gradients wrt the shared parameters (exact, gramian) or the representation."""
     optimizer: OptimizerName = "adam"

@@ -21,15 +21,6 @@ from funcmtl import mtl, train, tree
 from funcmtl._functional import Apply
 
 
-def where_members(mask: Tensor, new: Any, old: Any) -> Any:
-    """Member-wise ``new if mask[k] else old`` over stacked trees."""
-
-    def pick(a: Tensor, b: Tensor) -> Tensor:
-        return torch.where(mask.reshape(-1, *([1] * (a.dim() - 1))).to(a.device), a, b)
-
-    return tree.map(pick, new, old)
-
-
 def state_finite(state: Any, members: int) -> Tensor:
     """``(members,)``: every floating leaf of member k's stacked state is finite.
 
@@ -88,10 +79,11 @@ class GuardedStep(train.Callback):
     the new weights is checked then (and at every step with ``skip``).
     """
 
-    def __init__(self, step, apply, tasks, layout, stop, *, skip: bool, saves, start: int):
+    def __init__(self, step, apply, tasks, layout, stop, *, skip: bool, saves, start: int,
+                 skipped: int = 0):
         self.step, self.apply, self.tasks, self.layout, self.stop = step, apply, tasks, layout, stop
         self.skip, self.saves, self.done = skip, saves, start
-        self.skipped = 0
+        self.skipped = skipped  # steps with a refused member, this run and those it continues
         self.signum: int | None = None  # the signal the ranks agreed to stop on
 
     def __call__(self, state: Any, batch: Any, keys: Tensor):
@@ -119,7 +111,7 @@ class GuardedStep(train.Callback):
                 "--clip-norm, check the data, or pass --skip-nonfinite"
             )
         self.skipped += 1
-        return where_members(finite, new_state, state), metrics
+        return tree.select(finite, new_state, state), metrics
 
     def stop_requested(self) -> bool:
         return self.signum is not None

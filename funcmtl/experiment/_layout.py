@@ -25,7 +25,7 @@ class Layout:
 
     ctx: distributed.Context
     members: range
-    data_parallel: Any  # funcmtl.distributed.DataParallel or None
+    data_parallel: Any  # a funcmtl.mtl.Reduction (fm.distributed.data_parallel) or None
     num_members: int
 
     @classmethod

@@ -36,10 +36,10 @@ from funcmtl.experiment._io import open_run_dir
 from funcmtl.experiment._layout import Layout
 from funcmtl.experiment._progress import Progress as _Progress
 from funcmtl.experiment._signals import Interrupted, StopRequest
-from funcmtl.experiment._state import initial_tree, steps_per_epoch, total_steps
+from funcmtl.experiment._state import initial_tree, total_steps
 from funcmtl.experiment._state import keys as run_keys
 
-__all__ = ["Interrupted", "RunResult", "initial_tree", "steps_per_epoch", "total_steps", "train"]
+__all__ = ["Interrupted", "RunResult", "train"]
 
 
 @dataclasses.dataclass
@@ -84,27 +84,29 @@ def train(
     layout = Layout.of(config, ctx, len(splits.train))
     steps_total = total_steps(config, len(splits.train))
     setup = build(config, splits, steps_total, aggregator=aggregator, weighting=weighting)
-    run = initial_tree(config, setup, device, layout.members)
-    start = 0
     run_dir = _open_on_main(config, ctx) if config.out is not None else None
     try:
         if config.out is not None and config.resume:
-            run, start = _resume(config, setup, device, layout)
+            run, start, skipped = _resume(config, setup, device, layout)
             if run_dir is not None:
                 run_dir.truncate_log(start)
+        else:
+            run, start, skipped = initial_tree(config, setup, device, layout.members), 0, 0
         with StopRequest() as stop:
-            return _run(config, setup, splits, layout, run, start, steps_total, run_dir,
-                        device, progress and ctx.is_main, stop)
+            return _run(config, setup, splits, layout, (run, start, skipped), steps_total,
+                        run_dir, device, progress and ctx.is_main, stop)
     finally:
         if run_dir is not None:
             run_dir.close()
 
 
-def _resume(config: TrainConfig, setup, device, layout: Layout) -> tuple[train_lib.FitState, int]:
-    """Every rank reads the whole ensemble from the checkpoint and keeps its shard."""
+def _resume(config: TrainConfig, setup, device, layout: Layout):
+    """``(this rank's shard of the checkpointed run, its step, the steps skipped so far)``:
+    every rank reads the whole ensemble from the checkpoint and keeps its shard."""
     full = initial_tree(config, setup, device)
     full, meta = checkpoint.load(config.out / checkpoint.CHECKPOINT, full)
-    return distributed.take_shard(full, layout.members), int(meta["step"])
+    return (distributed.take_shard(full, layout.members), int(meta["step"]),
+            int(meta.get("skipped", 0)))
 
 
 def _open_on_main(config: TrainConfig, ctx: distributed.Context):
@@ -130,8 +132,9 @@ class _Checkpoints(train_lib.Callback):
     knows what is on disk, for the error messages."""
 
     def __init__(self, config: TrainConfig, layout: Layout, run_dir, run: train_lib.FitState,
-                 start: int) -> None:
+                 start: int, skipped) -> None:
         self.config, self.layout, self.run_dir, self.latest = config, layout, run_dir, run
+        self.skipped = skipped  # () -> the steps skipped so far (kept for a resumed run)
         self.saved = start if config.resume else None  # the step of the checkpoint on disk
 
     def end_of_step(self, run: train_lib.FitState, last: bool) -> None:
@@ -145,7 +148,8 @@ class _Checkpoints(train_lib.Callback):
             return
         full = self.layout.gather(self.latest)
         if self.run_dir is not None:
-            checkpoint.save(self.run_dir.checkpoint_path, full, metadata={"step": done})
+            checkpoint.save(self.run_dir.checkpoint_path, full,
+                            metadata={"step": done, "skipped": self.skipped()})
         self.saved = done
 
     def on_disk(self) -> str:
@@ -188,8 +192,9 @@ def _done(run: train_lib.FitState) -> int:
     return int(run.step.reshape(-1)[0])
 
 
-def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device,
-         progress, stop: StopRequest):
+def _run(config, setup, splits, layout, begin, steps_total, run_dir, device, progress,
+         stop: StopRequest):
+    run, start, skipped = begin
     tasks = setup.tasks
     apply = Apply(setup.module)
     vstep = layout.vmap_step(mtl.make_step(
@@ -204,11 +209,12 @@ def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device
     ))
     train_data = (splits.train.inputs.to(device),
                   {n: y.to(device) for n, y in splits.train.targets.items()})
-    checkpoints = _Checkpoints(config, layout, run_dir, run, start)
     guarded = _guard.GuardedStep(
         vstep, apply, tasks, layout, stop, skip=config.skip_nonfinite, start=start,
+        skipped=skipped,
         saves=lambda done: done % config.checkpoint_every == 0 or done == steps_total,
     )
+    checkpoints = _Checkpoints(config, layout, run_dir, run, start, lambda: guarded.skipped)
     bar = _Progress(steps_total, start, progress)
     report = _Report(config, layout, run_dir, tasks, bar, steps_total)
 
@@ -247,10 +253,12 @@ def _run(config, setup, splits, layout, run, start, steps_total, run_dir, device
             + (f"; checkpoint saved in {config.out}: continue with --out {config.out} --resume"
                if config.out is not None else " (no --out: nothing saved)"), signum
         )
-    final = result.best_state if config.patience is not None else result.state
+    finished = checkpoints.latest  # (fit's result, or the last complete step on Ctrl-C)
+    final = finished.best_state if config.patience is not None else finished.state
     val = _evaluate.evaluate(apply, final.params, final.buffers, splits.val, device)
     test = _evaluate.evaluate(apply, final.params, final.buffers, splits.test, device)
     return RunResult(
-        config, setup, splits, layout.gather(final), completed, result.stopped_early,
+        config, setup, splits, layout.gather(final), completed,
+        result is not None and result.stopped_early,
         guarded.skipped, layout.gather(val), layout.gather(test), main=layout.ctx.is_main,
     )

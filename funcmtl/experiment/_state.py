@@ -12,8 +12,6 @@ resumed at step ``s`` replays exactly the same batches and keys (:mod:`funcmtl.t
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -22,14 +20,10 @@ from funcmtl.experiment._build import Setup
 from funcmtl.experiment._config import TrainConfig
 
 
-def steps_per_epoch(config: TrainConfig, num_train: int) -> int:
-    return math.ceil(num_train / config.batch_size)
-
-
 def total_steps(config: TrainConfig, num_train: int) -> int:
-    if config.steps is not None:
-        return config.steps
-    return config.epochs * steps_per_epoch(config, num_train)
+    """The run's length in steps (what its learning-rate schedule spans)."""
+    return train.schedule(num_train, config.batch_size, epochs=config.epochs,
+                          steps=config.steps)[1]
 
 
 def keys(config: TrainConfig) -> dict[str, Tensor]:

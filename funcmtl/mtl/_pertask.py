@@ -44,6 +44,13 @@ class TaskGradients(NamedTuple):
     row_factors: RowFactors | None = None  # every head affine: the rows in factored form
 
 
+def scale_rows(weights: Tensor, rows: Any) -> Any:
+    """Row t of every leaf ``(T, ...)`` of ``rows`` times ``weights[t]``."""
+    return tree.map(
+        lambda r: r * weights.reshape(-1, *([1] * (r.dim() - 1))).to(r.dtype), rows
+    )
+
+
 def representation_rows(grads: TaskGradients) -> Any:
     """``∂Lₜ/∂z`` with leaves ``(T, *z_shape)``, built from the factors when need be."""
     if grads.representation_grads is not None:

@@ -28,7 +28,7 @@ from funcmtl import weightings as weightings_lib
 from funcmtl.aggregators._base import Aggregator, combine
 from funcmtl.mtl import _paths
 from funcmtl.mtl._paths import PATHS, SharedGradients
-from funcmtl.mtl._pertask import task_gradients
+from funcmtl.mtl._pertask import scale_rows, task_gradients
 from funcmtl.mtl._reduction import LOCAL, Reduction
 from funcmtl.mtl._split import SplitModel
 from funcmtl.mtl._tasks import Task, check_tasks, task_weights
@@ -241,7 +241,7 @@ def _aggregate(aggregate: Aggregator, shared: SharedGradients, loss_weights: Ten
         scaled = shared.gramian * loss_weights[:, None] * loss_weights[None, :]
         task_weights_, state = aggregate.weights(scaled, state, key=key)
         return shared.combine(task_weights_ * loss_weights), state
-    weighted = tree.map(lambda r: r * _expand(loss_weights, r), shared.rows)
+    weighted = scale_rows(loss_weights, shared.rows)
     direction, state = aggregate.update(weighted, state, key=key)
     return shared.to_params(direction), state
 
@@ -256,6 +256,3 @@ def _parameter_gradients(direction: Params, shared: SharedGradients, head_grads:
         grads.update({n: g * weight for n, g in own_grads.items()})
     return grads
 
-
-def _expand(weights: Tensor, rows: Tensor) -> Tensor:
-    return weights.reshape(-1, *([1] * (rows.dim() - 1))).to(rows.dtype)

@@ -22,7 +22,7 @@ Example:
 
 from funcmtl.train._early_stopping import EarlyStopping
 from funcmtl.train._evaluate import evaluate, predict
-from funcmtl.train._fit import Callback, FitResult, FitState, fit, fit_state
+from funcmtl.train._fit import Callback, FitResult, FitState, fit, fit_state, schedule
 from funcmtl.train._state import (
     Hparams,
     LossFn,
@@ -58,5 +58,6 @@ __all__ = [
     "make_step",
     "predict",
     "resolve_optimizer",
+    "schedule",
     "supervised_loss",
 ]

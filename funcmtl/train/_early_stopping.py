@@ -32,7 +32,9 @@ def improves(
 
 
 class EarlyStopping(NamedTuple):
-    """Stop when a monitored value has not improved for ``patience`` evaluations.
+    """Stop when a monitored value has not improved for ``patience`` evaluations: the rule
+    :func:`funcmtl.train.fit` applies to each member (:func:`improves`), for a loop of your
+    own over one value.
 
     Immutable: :meth:`update` returns the next value. ``mode="min"`` for losses, ``"max"`` for
     accuracies. An improvement must beat the best by more than ``min_delta``.

@@ -26,55 +26,19 @@ import torch
 from funcmtl import data as data_lib
 from funcmtl import random, tree
 from funcmtl._means import MetricMeans
-from funcmtl.train._early_stopping import check_mode, improves, worst
-from funcmtl.train._state import Metrics, Params, PyTree, Step
+from funcmtl.train._early_stopping import check_mode, worst
+from funcmtl.train._fit_state import FitState, device_of, fit_state, update_best
+from funcmtl.train._state import Metrics, PyTree, Step
 
 SHUFFLES = ("shared", "member")
 
 
-class FitState(NamedTuple):
-    """A run in progress, as a pytree of tensors: pass it back to :func:`fit` to continue.
-
-    For an ensemble every leaf has the leading member axis ``K`` (so a checkpoint of it can be
-    sharded and gathered like the members); for a single model the counters are 0-dim.
-    """
-
-    state: Any  # the train state (TrainState, MTLState, ...), stacked for an ensemble
-    best_params: Params  # the parameters of each member's best evaluation ({} if not kept)
-    best_buffers: Params
-    best_value: torch.Tensor  # () or (K,) float64: the best monitored value; ±inf at first
-    waiting: torch.Tensor  # () or (K,) int64: evaluations since the best
-    best_step: torch.Tensor  # () or (K,) int64: the step of the best evaluation (0: none yet)
-    step: torch.Tensor  # () or (K,) int64: steps of the schedule done
-
-    @property
-    def best_state(self) -> Any:
-        """The train state with each member's best parameters and buffers (the current
-        ones when the best is not kept); the other fields (optimizer state, counters) are the
-        current ones, ``best_step`` tells when the best was."""
-        if not self.best_params:
-            return self.state
-        return self.state._replace(params=self.best_params, buffers=self.best_buffers)
-
-
-def fit_state(
-    state: Any, *, members: int | None = None, keep_best: bool = True, mode: str = "min"
-) -> FitState:
-    """The :class:`FitState` of a fresh run from the train state ``state`` (``members``: the
-    size of its leading member axis, for a stacked ensemble)."""
-    check_mode(mode)
-    shape = () if members is None else (members,)
-    device = _device(state)
-    copy = (lambda t: tree.map(torch.clone, t)) if keep_best else (lambda t: {})
-    return FitState(
-        state=state,
-        best_params=copy(state.params),
-        best_buffers=copy(state.buffers),
-        best_value=torch.full(shape, worst(mode), dtype=torch.float64, device=device),
-        waiting=torch.zeros(shape, dtype=torch.int64, device=device),
-        best_step=torch.zeros(shape, dtype=torch.int64, device=device),
-        step=torch.zeros(shape, dtype=torch.int64, device=device),
-    )
+def schedule(num_examples: int, batch_size: int, *, epochs: int | None = None,
+             steps: int | None = None) -> tuple[int, int]:
+    """``(steps per epoch, steps of the run)`` of :func:`fit` (the last batch of an epoch may
+    be smaller): ``steps`` if given, else ``epochs`` epochs."""
+    per_epoch = math.ceil(num_examples / batch_size)
+    return per_epoch, steps if steps is not None else epochs * per_epoch
 
 
 class Callback:
@@ -150,12 +114,14 @@ def fit(
         monitor: the key of ``evaluate_fn``'s result (or a train metric) to early-stop on.
         mode, min_delta: ``"min"`` or ``"max"``; an improvement must beat the best by more
             than ``min_delta``.
-        patience: evaluations without improvement before a member stops; the run stops when
-            every member has; ``None`` never stops.
+        patience: evaluations without improvement before a member stops — it is then left
+            as it is, as a run of its own would end — and the run stops when every member has;
+            ``None`` never stops.
         keep_best: keep each member's best parameters (``best_state``).
         log: called with each evaluation's row (train metrics averaged over the batches since
             the last evaluation and over members; a task metric skips the batches where it is
-            ``NaN``, i.e. not measured).
+            ``NaN``, i.e. not measured). A run continued from a :class:`FitState` averages from
+            where it continued: only the state is carried, not those running means.
         callbacks: :class:`Callback` hooks.
         count_over_ranks: sums an integer over the processes that train the other members of
             the same ensemble (under torchrun), so that all stop together; identity default.
@@ -174,13 +140,16 @@ def fit(
     n = data_lib.num_examples(train_data)
     if member_indices is not None:
         n = member_indices.shape[-1]
-    per_epoch = math.ceil(n / batch_size)
-    total = steps if steps is not None else epochs * per_epoch
+    per_epoch, total = schedule(n, batch_size, epochs=epochs, steps=steps)
     eval_every = eval_every or per_epoch
     data_keys, step_keys = _keys(key, ids, shuffle)
 
     if isinstance(state, FitState):
         run = state
+        check_mode(mode)
+        other = worst("max" if mode == "min" else "min")
+        if bool((run.best_value == other).any()):  # a member's best is the other mode's start
+            raise ValueError(f"this FitState was made for the other `mode`; got mode={mode!r}.")
     else:
         run = fit_state(state, members=None if ids is None else len(ids), keep_best=keep_best,
                         mode=mode)
@@ -196,7 +165,7 @@ def fit(
 
     history: list[dict[str, float]] = []
     means = MetricMeans()
-    device = _device(run.state)
+    device = device_of(run.state)
     early = start > 0 and exhausted()  # continued from a run that had stopped early
     done, epoch_batches = start, None
     while done < total and not early:
@@ -207,6 +176,8 @@ def fit(
         keys = random.fold_in(step_keys, done).to(device)
         new_state, metrics = step(run.state, next(epoch_batches), keys)
         done += 1
+        if patience is not None and ids is not None:  # a member out of patience stays put
+            new_state = tree.select(run.waiting < patience, new_state, run.state)
         run = run._replace(state=new_state, step=torch.full_like(run.step, done))
         means.add(metrics)
         for callback in callbacks:
@@ -214,8 +185,9 @@ def fit(
         if done % eval_every == 0 or done == total:
             values = evaluate_fn(run.state) if evaluate_fn is not None else {}
             row = _row((done - 1) // per_epoch, done, means, values)
-            means = MetricMeans()
-            run = _update_best(run, _monitored(monitor, values, row), mode, min_delta)
+            means_before, means = means, MetricMeans()
+            value = _monitored(monitor, values, row, means_before)
+            run = update_best(run, value, mode, min_delta, patience)
             early = exhausted()
             if log is not None:
                 log(row)
@@ -229,11 +201,6 @@ def fit(
         if requested:
             break
     return FitResult(run.state, run.best_state, history, run, early)
-
-
-def _device(state: Any) -> torch.device:
-    leaves = tree.leaves(state.params)
-    return leaves[0].device if leaves else torch.device("cpu")
 
 
 def _keys(key: torch.Tensor, ids: range | None, shuffle: str):
@@ -259,30 +226,14 @@ def _row(epoch: int, step: int, means: MetricMeans, values: dict[str, Any]) -> d
     return row
 
 
-def _monitored(monitor: str, values: dict[str, Any], row: dict[str, float]) -> torch.Tensor:
+def _monitored(monitor: str, values: dict[str, Any], row: dict[str, float],
+               means: MetricMeans) -> torch.Tensor:
+    """The monitored value: ``evaluate_fn``'s, else the train metric's mean since the last
+    evaluation (per member for an ensemble)."""
     if monitor in values:
         return torch.as_tensor(values[monitor]).detach().to(torch.float64)
     if f"train_{monitor}" in row:
-        return torch.tensor(row[f"train_{monitor}"], dtype=torch.float64)
+        return means.per_member(monitor).to(torch.float64)
     raise ValueError(
         f"`monitor` must name a logged value; got {monitor!r}, available {sorted(row)}."
-    )
-
-
-def _update_best(run: FitState, value: torch.Tensor, mode: str, min_delta: float) -> FitState:
-    """Each member's best value, its parameters at it, and the evaluations since."""
-    value = value.to(run.best_value.device).expand_as(run.best_value)
-    better = improves(value, run.best_value, mode, min_delta)
-
-    def pick(new: PyTree, old: PyTree) -> PyTree:
-        return tree.map(
-            lambda a, b: torch.where(better.reshape(*better.shape, *[1] * (a.dim() - better.dim()))
-                                     .to(a.device), a, b), new, old)
-
-    return run._replace(
-        best_params=pick(run.state.params, run.best_params) if run.best_params else {},
-        best_buffers=pick(run.state.buffers, run.best_buffers) if run.best_params else {},
-        best_value=torch.where(better, value, run.best_value),
-        waiting=torch.where(better, torch.zeros_like(run.waiting), run.waiting + 1),
-        best_step=torch.where(better, run.step.to(run.best_step.device), run.best_step),
     )
