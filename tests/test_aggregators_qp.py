@@ -490,3 +490,26 @@ def test_the_eager_active_set_certifies_and_equals_the_enumeration(simplex: bool
         expected = ref_qp(q.numpy(), lower, simplex)
         np.testing.assert_allclose(found.numpy() + lower, expected, atol=1e-8)
     assert certified >= 30  # the fast path is the one that runs
+
+
+@pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)
+def test_the_branch_free_solvers_equal_the_eager_ones(factory, monkeypatch) -> None:
+    """On a CPU the eager paths (active set, certified rows only) run, also under ``vmap``
+    (its rule solves the members as one plain batch); on an accelerator or inside another
+    transform the fixed-count, branch-free solvers run instead. Both give the same answer."""
+    from funcmtl.aggregators import _qp
+
+    aggregator = factory()
+    rng = np.random.default_rng(11)
+    low_rank = rng.standard_normal((6, 2)) @ rng.standard_normal((2, 9))  # uncertified rows
+    shared = rng.standard_normal((6, 9)) + 2 * rng.standard_normal(9)  # few conflicts
+    jacobians = torch.tensor(np.stack([rng.standard_normal((6, 9)), low_rank, shared]))
+    state = aggregator.init(6)
+
+    def directions() -> torch.Tensor:
+        return vmap(lambda j: aggregator.update(j, state)[0])(jacobians)
+
+    eager = directions()
+    monkeypatch.setattr(_qp, "may_branch", lambda *tensors: False)
+    branch_free = directions()
+    torch.testing.assert_close(branch_free, eager, atol=1e-9, rtol=1e-9)

@@ -57,15 +57,51 @@ def solve_qp(
         return _bounded_interior_point(q.expand(*batch, n, n), c, None, iterations) + lower
     # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
     rows = c.reshape(-1, n)
+    return _SharedBound.apply(q, rows, iterations).reshape(*batch, n) + lower
+
+
+def _solve_shared(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
+    """``y (…, B, n)`` for the bound-only problems ``rows (…, B, n)`` on ``q (…, n, n)``: the
+    active-set solver, and the interior-point method for the rows it does not certify — only
+    those where a host-side branch is free (eager CPU), else every row through both."""
     y, certified = _shared_bound_qp(q, rows)
-    if may_branch(q, c):
+    full = q[..., None, :, :].expand(*rows.shape, rows.shape[-1])
+    if may_branch(q, rows):
         if not bool(certified.all()):
             rest = ~certified
-            y[rest] = _bounded_interior_point(q, rows[rest], None, iterations)
-    else:  # the same result without a host-side branch: every row through both solvers
-        fallback = _bounded_interior_point(q, rows, None, iterations)
-        y = torch.where(certified[:, None], y, fallback)
-    return y.reshape(*batch, n) + lower
+            y[rest] = _bounded_interior_point(full[rest], rows[rest], None, iterations)
+        return y
+    fallback = _bounded_interior_point(full, rows, None, iterations)
+    return torch.where(certified[..., None], y, fallback)
+
+
+class _SharedBound(torch.autograd.Function):
+    """:func:`_solve_shared` with a ``vmap`` rule: a batch of members' Gramians is solved as
+    one batch of plain tensors, so on a CPU only the uncertified problems of all members pay
+    for the interior-point method (under ``vmap`` the branch would otherwise be impossible
+    and every problem would go through both solvers). Not differentiable."""
+
+    generate_vmap_rule = False
+
+    @staticmethod
+    def forward(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
+        return _solve_shared(q, rows, iterations)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output) -> None:
+        del ctx, inputs, output
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        raise RuntimeError("the aggregators' QP solutions are not differentiable")
+
+    @staticmethod
+    def vmap(info, in_dims, q: Tensor, rows: Tensor, iterations: int):
+        q_dim, rows_dim, _ = in_dims
+        size = info.batch_size
+        q = q.movedim(q_dim, 0) if q_dim is not None else q.expand(size, *q.shape)
+        rows = rows.movedim(rows_dim, 0) if rows_dim is not None else rows.expand(size, *rows.shape)
+        return _SharedBound.apply(q, rows, iterations), 0
 
 
 def _eager(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int) -> Tensor:
@@ -112,7 +148,7 @@ def _bounded_interior_point(q: Tensor, c: Tensor, lower: Tensor | None, iteratio
 
 def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """``(y, certified)`` for ``argmin ½ yᵀQy + cᵀy  s.t.  y ≥ 0``, one problem per row of
-    ``c (B, n)``, all on one ridged ``q (n, n)``.
+    ``c (…, B, n)``, the rows of each batch on one ridged ``q (…, n, n)``.
 
     In the coordinates of unit-norm gradients (``Q`` with unit diagonal), over-relaxed ADMM
     (Boyd et al. 2011, §5.2) on ``y = s, s ≥ 0`` guesses the active set: its linear solves
@@ -127,16 +163,17 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     optimum to round-off. The others (rank-deficient free blocks, an active set the steps did
     not find) are for the interior-point method.
     """
-    task = task_scale(q)
-    unit = q / (task[:, None] * task[None, :])
-    unit_c = c / task
+    task = task_scale(q)  # (…, n)
+    unit = q / (task[..., :, None] * task[..., None, :])
+    unit_c = c / task[..., None, :]
     eager = may_branch(q, c)
     if eager and unit.shape[-1] <= COLD_START_TASKS:  # "all free", then steps to a fixed point
         y, multiplier = torch.ones_like(unit_c), torch.zeros_like(unit_c)
     else:  # ADMM's guess, then ACTIVE_SET_STEPS exact steps (eager: to a fixed point)
         rho = 1.0  # the mean eigenvalue of the unit-diagonal Q
         eigenvalues, eigenvectors = torch.linalg.eigh(unit)
-        resolvent = (eigenvectors / (eigenvalues.clamp(min=0) + rho)) @ eigenvectors.mT
+        spectrum = (eigenvalues.clamp(min=0) + rho)[..., None, :]
+        resolvent = (eigenvectors / spectrum) @ eigenvectors.mT
         s = torch.zeros_like(unit_c)
         u = torch.zeros_like(unit_c)
         for _ in range(ADMM_ITERATIONS):
@@ -146,7 +183,7 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
             u = u + relaxed - s
         y = s
         multiplier = y @ unit + unit_c
-    well_conditioned = torch.ones_like(y[:, 0], dtype=torch.bool)
+    well_conditioned = torch.ones_like(y[..., 0], dtype=torch.bool)
     previous = None
     for _ in range(unit.shape[-1] + 2 if eager else ACTIVE_SET_STEPS):
         free = (y >= multiplier).to(y.dtype)
@@ -154,7 +191,9 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
             if previous is not None and torch.equal(free, previous):
                 break
             previous = free
-        system = free[:, :, None] * unit * free[:, None, :] + torch.diag_embed(1 - free)
+        system = free[..., :, None] * unit[..., None, :, :] * free[..., None, :] + torch.diag_embed(
+            1 - free
+        )
         factor = torch.linalg.cholesky_ex(system).L
         pivots = torch.diagonal(factor, dim1=-2, dim2=-1)
         well_conditioned = pivots.amin(-1) > MIN_PIVOT_RATIO * pivots.amax(-1)
@@ -167,7 +206,7 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
         & (y >= -tolerance).all(-1)
         & (multiplier >= -tolerance).all(-1)
     )
-    return y.clamp(min=0) / task, certified
+    return y.clamp(min=0) / task[..., None, :], certified
 
 
 def project_weights(gramian: Tensor, lower: Tensor, reg_eps: float | Tensor = 0.0) -> Tensor:
