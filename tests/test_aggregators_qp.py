@@ -513,3 +513,33 @@ def test_the_branch_free_solvers_equal_the_eager_ones(factory, monkeypatch) -> N
     monkeypatch.setattr(_qp, "may_branch", lambda *tensors: False)
     branch_free = directions()
     torch.testing.assert_close(branch_free, eager, atol=1e-9, rtol=1e-9)
+
+
+def test_cagrads_eager_path_certifies_and_equals_the_barrier_solver(monkeypatch) -> None:
+    """The parametric active-set solve of CAGrad's dual (eager CPU) answers the common cases
+    itself and reaches the same dual value as the branch-free barrier/interior-point solver."""
+    from funcmtl.aggregators import _cagrad_active_set, _cagrad_dual
+    from funcmtl.aggregators._normalize import normalize, ridge
+
+    rng = np.random.default_rng(3)
+    problems = []
+    for trial in range(24):
+        t = (2, 3, 5, 8, 13, 20)[trial % 6]
+        jac = rng.standard_normal((t, 30)) + rng.standard_normal(30) * (trial % 3)
+        q = normalize(torch.tensor(jac * np.logspace(0, 1, t)[:, None]) @ torch.tensor(
+            jac * np.logspace(0, 1, t)[:, None]).T)[0]
+        problems.append((q, 0.5 * (q.sum() / t**2).sqrt()))
+    fast = [_cagrad_active_set.solve(ridge(q), ridge(q).mean(-1), float(r)) for q, r in problems]
+    assert sum(w is not None for w in fast) >= 20
+    monkeypatch.setattr(_cagrad_dual, "may_branch", lambda *tensors: False)
+    for (q, r), w in zip(problems, fast, strict=True):
+        if w is None:
+            continue
+        reference, _ = _cagrad_dual.cagrad_weights(q, r)
+        qr = ridge(q)
+
+        def value(x, qr=qr, r=r):
+            return float(qr.mean(-1) @ x + r * (x @ qr @ x).sqrt())
+
+        assert abs(w.sum() - 1) < 1e-12 and w.min() >= 0
+        assert value(w) <= value(reference) + 1e-12

@@ -7,8 +7,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl.aggregators import _cagrad_active_set as cagrad_active_set
 from funcmtl.aggregators._interior_point import interior_point
-from funcmtl.aggregators._normalize import matvec, ridge
+from funcmtl.aggregators._normalize import matvec, may_branch, ridge
 
 CAGRAD_STAGES, CAGRAD_STEPS = 6, 4  # barrier stages × Newton steps of cagrad_weights
 CAGRAD_TAU0, CAGRAD_GROWTH = 1.0, 10.0  # the barrier parameters τ₀ μᵏ
@@ -43,9 +44,16 @@ def cagrad_weights(
 
     When ``0`` is in the convex hull of the gradients and ``r`` is large enough, the optimum has
     ``g_w = 0`` and CAGrad's direction is not unique; the result is then finite but arbitrary.
+
+    Eager CPU calls on one problem first try the exact active-set solve of
+    :mod:`funcmtl.aggregators._cagrad_active_set` and keep its answer when it is certified.
     """
     q = ridge(q)
     n = q.shape[-1]
+    if may_branch(q, radius) and q.dim() == 2 and radius.dim() == 0 and float(radius) > 0:
+        w = cagrad_active_set.solve(q, q.mean(-1), float(radius))  # exact; None: uncertified
+        if w is not None:
+            return w, (w @ q @ w).clamp(min=0).sqrt()
     batch = torch.broadcast_shapes(q.shape[:-2], radius.shape)
     q = q.expand(*batch, n, n)
     b = q.mean(-1)  # J g₀
