@@ -49,6 +49,10 @@ def solve_qp(
     n = q.shape[-1]
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
+    if not simplex and q.dim() == 2 and not batch and _traced_on_cpu(q, c):
+        # One problem under vmap on a CPU: a batch of one row, whose vmap rule solves all
+        # members' problems as one plain batch (the IPM only for uncertified ones).
+        return _SharedBound.apply(q, c[None], iterations)[0] + lower
     if may_branch(q, c) and (simplex or q.dim() != 2 or not batch):
         return _eager(q.expand(*batch, n, n), c, lower if simplex else None, iterations) + lower
     if simplex:
@@ -58,6 +62,13 @@ def solve_qp(
     # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
     rows = c.reshape(-1, n)
     return _SharedBound.apply(q, rows, iterations).reshape(*batch, n) + lower
+
+
+def _traced_on_cpu(*tensors: Tensor) -> bool:
+    """CPU tensors of which one is wrapped by a ``torch.func`` transform (``vmap``)."""
+    return all(t.device.type == "cpu" for t in tensors) and any(
+        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
+    )
 
 
 def _solve_shared(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
