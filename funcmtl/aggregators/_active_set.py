@@ -15,8 +15,6 @@ may_branch`); under ``vmap`` or on an accelerator the fixed-count solvers run.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -28,40 +26,43 @@ MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to 
 
 def solve(q: Tensor, c: Tensor, total: float | None = None) -> Tensor | None:
     """``y (n,)`` for ``q (n, n)``, ``c (n,)`` (float64), or ``None`` when not certified."""
-    n = c.shape[-1]
+    totals = None if total is None else torch.full((1,), float(total), dtype=c.dtype)
+    y, certified = solve_batch(q[None], c[None], totals)
+    return y[0] if bool(certified[0]) else None
+
+
+def solve_batch(q: Tensor, c: Tensor, totals: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(y (B, n), certified (B,))`` for the problems ``q (B, n, n)``, ``c (B, n)`` [and
+    ``1ᵀy = totals (B,)``]: the steps run until every problem's free set repeats."""
+    batch, n = c.shape
     # Unit-norm gradients' coordinates, y = u / s: Q's diagonal is 1 and the constraint
     # 1ᵀy = total becomes aᵀu = total with a = 1/s.
-    s = task_scale(q)
-    unit = q / (s[:, None] * s[None, :])
+    s = task_scale(q)  # (B, n)
+    unit = q / (s[:, :, None] * s[:, None, :])
     unit_c = c / s
     a = 1 / s
-    free = torch.ones(n, dtype=c.dtype)  # 1 on F, 0 on A
-    size = max(float(unit_c.abs().max()), 1.0)
+    free = torch.ones_like(c)  # 1 on F, 0 on A
     eye = torch.eye(n, dtype=c.dtype)
+    nu = torch.zeros(batch, dtype=c.dtype)
     for _ in range(n + 2):
         # The KKT system on F, with y_A = 0: Q_FF on F, the identity on A (one n × n solve).
-        system = free[:, None] * unit * free[None, :] + eye * (1 - free)
+        system = free[:, :, None] * unit * free[:, None, :] + eye * (1 - free[:, :, None])
         factor, info = torch.linalg.cholesky_ex(system)
-        pivots = factor.diagonal()
-        u = torch.cholesky_solve((-free * unit_c)[:, None], factor)[:, 0]
-        nu = torch.zeros((), dtype=c.dtype)
-        if total is not None:  # ν from aᵀu = total, u_F = Q_FF⁻¹(−c_F + ν a_F)
-            along = torch.cholesky_solve((free * a)[:, None], factor)[:, 0]
-            nu = (total - a @ u) / (a @ along)
-            u = u + nu * along
-        z = (unit @ u + unit_c - nu * a) * (1 - free)
+        u = torch.cholesky_solve((-free * unit_c)[..., None], factor)[..., 0]
+        if totals is not None:  # ν from aᵀu = total, u_F = Q_FF⁻¹(−c_F + ν a_F)
+            along = torch.cholesky_solve((free * a)[..., None], factor)[..., 0]
+            nu = (totals - (a * u).sum(-1)) / (a * along).sum(-1)
+            u = u + nu[:, None] * along
+        z = ((unit @ u[..., None])[..., 0] + unit_c - nu[:, None] * a) * (1 - free)
         moved = ((u > 0) | (z < 0)).to(c.dtype)
-        checks = torch.stack([info.to(c.dtype), pivots.min() / pivots.max(), (moved != free)
-                              .any().to(c.dtype), u.min(), z.min(), nu.abs()]).tolist()
-        failed, ratio, changed, u_min, z_min, nu_size = checks
-        if failed or not ratio > MIN_PIVOT_RATIO or not math.isfinite(nu_size):
-            return None  # a (nearly) dependent free block: the IPM handles it
-        if not changed:
-            tolerance = KKT_TOLERANCE * max(size, nu_size)
-            if u_min < -tolerance or z_min < -tolerance:
-                return None
-            return u.clamp(min=0) / s
-        free = moved
-        if total is not None and not free.any():
-            return None  # the simplex needs a free coordinate
-    return None
+        changed = (moved != free).any(-1)
+        if not bool(changed.any()):
+            break
+        free = moved  # (the problems that did not change keep their set: moved == free)
+    pivots = torch.diagonal(factor, dim1=-2, dim2=-1)
+    sound = (info == 0) & (pivots.amin(-1) > MIN_PIVOT_RATIO * pivots.amax(-1)) & (
+        torch.isfinite(nu))
+    size = torch.maximum(unit_c.abs().amax(-1), nu.abs()).clamp(min=1.0)
+    tolerance = KKT_TOLERANCE * size
+    certified = (sound & ~changed & (u.amin(-1) >= -tolerance) & (z.amin(-1) >= -tolerance))
+    return u.clamp(min=0) / s, certified

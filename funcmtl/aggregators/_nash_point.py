@@ -7,13 +7,20 @@ import torch
 from torch import Tensor
 
 from funcmtl.aggregators._normalize import matvec, may_branch, ridge, task_scale
+from funcmtl.aggregators._plain_batch import plain_batch
 
 NEWTON_ITERATIONS = 30  # Newton steps of nash_point (converged after ~20 in the tests)
 CONVERGED = 1e-28  # λ², the squared Newton decrement, at which an eager call stops
 
 
 def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
-    """The ``α > 0`` with ``(Q + ridge) α = 1/α``, float64, for a normalised PSD ``q``."""
+    """The ``α > 0`` with ``(Q + ridge) α = 1/α``, float64, for a normalised PSD ``q``
+    ``(…, n, n)``; under ``vmap`` on a CPU the members are one plain batch, which stops once
+    all have converged (:mod:`funcmtl.aggregators._plain_batch`)."""
+    return _batched(q, iterations)
+
+
+def _newton(q: Tensor, iterations: int) -> Tensor:
     q = ridge(q)
     n = q.shape[-1]
     # Start on the ray α = t / √diag(Q) at its best t (f = ½ t² ρ − n log t + const), so that
@@ -46,3 +53,6 @@ def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
         step = torch.maximum(best, 1 / (1 + (-slope).clamp(min=0).sqrt()))
         alpha = alpha + step[..., None] * delta
     return alpha
+
+
+_batched = plain_batch(_newton)

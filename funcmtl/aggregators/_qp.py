@@ -18,6 +18,7 @@ from torch import Tensor
 from funcmtl.aggregators import _active_set as active_set
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, normalize, ridge, task_scale
+from funcmtl.aggregators._plain_batch import plain_batch, traced_on_cpu
 
 QP_ITERATIONS = 20  # interior-point iterations of solve_qp (converged after ~16 in the tests)
 ADMM_ITERATIONS = 30  # of _shared_bound_qp, enough to find the active set of full-rank problems
@@ -49,26 +50,21 @@ def solve_qp(
     n = q.shape[-1]
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
-    if not simplex and q.dim() == 2 and not batch and _traced_on_cpu(q, c):
-        # One problem under vmap on a CPU: a batch of one row, whose vmap rule solves all
-        # members' problems as one plain batch (the IPM only for uncertified ones).
-        return _SharedBound.apply(q, c[None], iterations)[0] + lower
-    if may_branch(q, c) and (simplex or q.dim() != 2 or not batch):
-        return _eager(q.expand(*batch, n, n), c, lower if simplex else None, iterations) + lower
+    eager_small = may_branch(q, c) and n <= COLD_START_TASKS
+    if not simplex and q.dim() == 2 and not batch and (eager_small or traced_on_cpu(q, c)):
+        # One problem on a CPU: a batch of one row (under vmap its rule solves all members'
+        # problems as one plain batch, the IPM only for uncertified ones).
+        return _shared_rows(q, c[None], iterations)[0] + lower
+    if (may_branch(q, c) or traced_on_cpu(q, c, lower)) and (simplex or q.dim() != 2 or not batch):
+        return _eager_batch(q.expand(*batch, n, n), c, lower if simplex else None,
+                            iterations) + lower
     if simplex:
         return _bounded_interior_point(q.expand(*batch, n, n), c, lower, iterations) + lower
     if q.dim() != 2 or not batch:
         return _bounded_interior_point(q.expand(*batch, n, n), c, None, iterations) + lower
     # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
     rows = c.reshape(-1, n)
-    return _SharedBound.apply(q, rows, iterations).reshape(*batch, n) + lower
-
-
-def _traced_on_cpu(*tensors: Tensor) -> bool:
-    """CPU tensors of which one is wrapped by a ``torch.func`` transform (``vmap``)."""
-    return all(t.device.type == "cpu" for t in tensors) and any(
-        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
-    )
+    return _shared_rows(q, rows, iterations).reshape(*batch, n) + lower
 
 
 def _solve_shared(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
@@ -86,51 +82,27 @@ def _solve_shared(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
     return torch.where(certified[..., None], y, fallback)
 
 
-class _SharedBound(torch.autograd.Function):
-    """:func:`_solve_shared` with a ``vmap`` rule: a batch of members' Gramians is solved as
-    one batch of plain tensors, so on a CPU only the uncertified problems of all members pay
-    for the interior-point method (under ``vmap`` the branch would otherwise be impossible
-    and every problem would go through both solvers). Not differentiable."""
-
-    generate_vmap_rule = False
-
-    @staticmethod
-    def forward(q: Tensor, rows: Tensor, iterations: int) -> Tensor:
-        return _solve_shared(q, rows, iterations)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:
-        del ctx, inputs, output
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        raise RuntimeError("the aggregators' QP solutions are not differentiable")
-
-    @staticmethod
-    def vmap(info, in_dims, q: Tensor, rows: Tensor, iterations: int):
-        q_dim, rows_dim, _ = in_dims
-        size = info.batch_size
-        q = q.movedim(q_dim, 0) if q_dim is not None else q.expand(size, *q.shape)
-        rows = rows.movedim(rows_dim, 0) if rows_dim is not None else rows.expand(size, *rows.shape)
-        return _SharedBound.apply(q, rows, iterations), 0
+_shared_rows = plain_batch(_solve_shared)  # under vmap on a CPU: all members in one batch
 
 
 def _eager(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int) -> Tensor:
-    """Each problem by the active-set method where it certifies its answer, else by the
-    interior-point method (eager CPU only: it branches on values)."""
+    """Every problem by the active-set method, and by the interior-point method those whose
+    answer it does not certify (it branches on values: eager CPU, or the plain batch of
+    :data:`_eager_batch` under ``vmap``)."""
     n = c.shape[-1]
-    qs, cs = q.reshape(-1, n, n), c.reshape(-1, n)
-    totals = None if lower is None else 1 - lower.reshape(-1, n).sum(-1)
-    y = torch.empty_like(cs)
-    for i in range(cs.shape[0]):
-        total = None if totals is None else float(totals[i])
-        found = active_set.solve(qs[i], cs[i], total)
-        if found is None:
-            found = _bounded_interior_point(
-                qs[i], cs[i], None if lower is None else lower.reshape(-1, n)[i], iterations
-            )
-        y[i] = found
+    qs, cs = q.expand(*c.shape, n).reshape(-1, n, n), c.reshape(-1, n)
+    lowers = None if lower is None else lower.expand_as(c).reshape(-1, n)
+    totals = None if lowers is None else 1 - lowers.sum(-1)
+    y, certified = active_set.solve_batch(qs, cs, totals)
+    if not bool(certified.all()):
+        rest = ~certified
+        y[rest] = _bounded_interior_point(
+            qs[rest], cs[rest], None if lowers is None else lowers[rest], iterations
+        )
     return y.reshape(c.shape)
+
+
+_eager_batch = plain_batch(_eager)  # under vmap on a CPU: all members in one batch
 
 
 def _bounded_interior_point(q: Tensor, c: Tensor, lower: Tensor | None, iterations: int):

@@ -1,0 +1,64 @@
+"""Solvers that branch on values, run once on a plain batch under ``vmap`` on a CPU.
+
+The eager solvers (active sets with certificates, Newton with an exit once converged) read
+tensor values to decide what to do next, which ``vmap`` forbids. :func:`plain_batch` wraps a
+function that already accepts leading batch dimensions in a ``torch.autograd.Function``
+whose ``vmap`` rule moves the members' axis to the front and calls it once on the plain
+tensors: the branching is then over the whole batch of members, e.g. the interior-point
+fallback runs only for the problems no member's certificate covers. Outside ``vmap`` (or
+on an accelerator, where reading values would be a sync) the function is called as it is.
+The results are not differentiable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+
+def traced_on_cpu(*tensors: Tensor) -> bool:
+    """CPU tensors of which one is wrapped by a ``torch.func`` transform (``vmap``)."""
+    return all(t.device.type == "cpu" for t in tensors) and any(
+        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
+    )
+
+
+def plain_batch(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+    """``fn(*args) -> Tensor``, batched over leading dimensions, with the vmap rule above."""
+
+    class Rule(torch.autograd.Function):
+        generate_vmap_rule = False
+
+        @staticmethod
+        def forward(*args: Any) -> Tensor:
+            return fn(*args)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output) -> None:
+            del ctx, inputs, output
+
+        @staticmethod
+        def backward(ctx, *grads: Tensor):
+            raise RuntimeError(f"{fn.__name__} (an aggregator's solver) is not differentiable")
+
+        @staticmethod
+        def vmap(info, in_dims, *args: Any):
+            moved = [
+                arg.movedim(dim, 0) if dim is not None
+                else arg.expand(info.batch_size, *arg.shape) if isinstance(arg, Tensor)
+                else arg
+                for arg, dim in zip(args, in_dims, strict=True)
+            ]
+            return Rule.apply(*moved), 0
+
+    def call(*args: Any) -> Tensor:
+        if traced_on_cpu(*(a for a in args if isinstance(a, Tensor))):
+            return Rule.apply(*args)
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
