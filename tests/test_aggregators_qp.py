@@ -543,3 +543,21 @@ def test_cagrads_eager_path_certifies_and_equals_the_barrier_solver(monkeypatch)
 
         assert abs(w.sum() - 1) < 1e-12 and w.min() >= 0
         assert value(w) <= value(reference) + 1e-12
+
+
+@pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)
+def test_under_vmap_certified_members_skip_the_interior_point_method(factory, monkeypatch):
+    """Issue 13: a member whose certificate holds must not pay for the fallback."""
+    from funcmtl.aggregators import _qp
+
+    def refused(*args, **kwargs):
+        raise AssertionError("the interior-point fallback ran for certified problems")
+
+    monkeypatch.setattr(_qp, "_bounded_interior_point", refused)
+    rng = np.random.default_rng(4)
+    jacobians = torch.tensor(rng.standard_normal((6, 5, 40)))  # full rank: all certified
+    aggregator = factory()
+    state = aggregator.init(5)
+    out = vmap(lambda j: aggregator.update(j, state)[0])(jacobians)
+    for j, d in zip(jacobians, out, strict=True):  # and the same answers one by one
+        torch.testing.assert_close(d, aggregator.update(j, state)[0], atol=1e-10, rtol=1e-10)
