@@ -120,7 +120,7 @@ def test_a_fit_state_is_continued_only_in_its_own_mode() -> None:
     module, opt, loss, data = _setup()
     params, buffers = fm.init(module, fm.random.key(0))
     run = fm.train.fit_state(fm.train.init_state(params, buffers, opt), mode="min")
-    with pytest.raises(ValueError, match="made for the other `mode`; got mode='max'"):
+    with pytest.raises(ValueError, match="made with mode='min'; got mode='max'"):
         fm.train.fit(fm.train.make_step(loss, opt), run, data, key=fm.random.key(1),
                      batch_size=16, epochs=1, mode="max")
 

@@ -41,30 +41,26 @@ def solve_qp(
 
     ``q`` is a normalised PSD ``(…, n, n)`` (see :func:`normalize`), to which :func:`ridge` is
     added; ``linear`` and ``lower`` are ``(…, n)`` and broadcast against it, so that one
-    Gramian serves a batch of problems. Solved on ``y = x − lower ≥ 0`` by
-    :func:`interior_point`, or, for a batch of bound-only problems on one ``(n, n)`` ``q``, by
-    :func:`_shared_bound_qp` wherever it certifies its result.
+    Gramian serves a batch of problems. Solved on ``y = x − lower ≥ 0`` by active-set methods
+    with a KKT certificate (:func:`_shared_bound_qp` for bound-only problems on one ``(n, n)``
+    ``q``, :mod:`._active_set` otherwise) where values may be read — eager CPU calls, and the
+    members' plain batch under ``vmap`` on a CPU (:mod:`._plain_batch`) — and by
+    :func:`interior_point` for what they do not certify (for everything elsewhere).
     """
     q = ridge(q)
     batch = torch.broadcast_shapes(q.shape[:-2], linear.shape[:-1], lower.shape[:-1])
     n = q.shape[-1]
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
-    eager_small = may_branch(q, c) and n <= COLD_START_TASKS
-    if not simplex and q.dim() == 2 and not batch and (eager_small or traced_on_cpu(q, c)):
-        # One problem on a CPU: a batch of one row (under vmap its rule solves all members'
-        # problems as one plain batch, the IPM only for uncertified ones).
-        return _shared_rows(q, c[None], iterations)[0] + lower
-    if (may_branch(q, c) or traced_on_cpu(q, c, lower)) and (simplex or q.dim() != 2 or not batch):
-        return _eager_batch(q.expand(*batch, n, n), c, lower if simplex else None,
-                            iterations) + lower
-    if simplex:
-        return _bounded_interior_point(q.expand(*batch, n, n), c, lower, iterations) + lower
-    if q.dim() != 2 or not batch:
-        return _bounded_interior_point(q.expand(*batch, n, n), c, None, iterations) + lower
-    # One Gramian shared by a batch of problems: the cheap solver certifies most of them.
-    rows = c.reshape(-1, n)
-    return _shared_rows(q, rows, iterations).reshape(*batch, n) + lower
+    if not simplex and q.dim() == 2 and batch:  # a batch of problems on one Gramian
+        return _shared_rows(q, c.reshape(-1, n), iterations).reshape(*batch, n) + lower
+    readable = may_branch(q, c) or traced_on_cpu(q, c)  # eager, or vmap's plain-batch rule
+    if readable and not simplex and q.dim() == 2 and n <= COLD_START_TASKS:
+        return _shared_rows(q, c[None], iterations)[0] + lower  # one problem: one row
+    bounds = lower if simplex else None
+    if readable:  # active sets, the interior-point method for the uncertified problems
+        return _eager_batch(q.expand(*batch, n, n), c, bounds, iterations) + lower
+    return _bounded_interior_point(q.expand(*batch, n, n), c, bounds, iterations) + lower
 
 
 def _solve_shared(q: Tensor, rows: Tensor, iterations: int) -> Tensor:

@@ -147,9 +147,9 @@ def fit(
     if isinstance(state, FitState):
         run = state
         check_mode(mode)
-        other = worst("max" if mode == "min" else "min")
-        if bool((run.best_value == other).any()):  # a member's best is the other mode's start
-            raise ValueError(f"this FitState was made for the other `mode`; got mode={mode!r}.")
+        made = "max" if mode == "min" else "min"
+        if bool((run.best_value == worst(made)).any()):  # a best still at the other's start
+            raise ValueError(f"this FitState was made with mode={made!r}; got mode={mode!r}.")
     else:
         run = fit_state(state, members=None if ids is None else len(ids), keep_best=keep_best,
                         mode=mode)
@@ -168,6 +168,9 @@ def fit(
     device = device_of(run.state)
     early = start > 0 and exhausted()  # continued from a run that had stopped early
     done, epoch_batches = start, None
+    # (read at evaluations only: the selection copies the state, no need while all train)
+    stopped_members = ids is not None and patience is not None and bool(
+        (run.waiting >= patience).any())
     while done < total and not early:
         epoch, position = divmod(done, per_epoch)
         if epoch_batches is None or position == 0:
@@ -176,7 +179,7 @@ def fit(
         keys = random.fold_in(step_keys, done).to(device)
         new_state, metrics = step(run.state, next(epoch_batches), keys)
         done += 1
-        if patience is not None and ids is not None:  # a member out of patience stays put
+        if stopped_members:  # a member out of patience stays as it stopped
             new_state = tree.select(run.waiting < patience, new_state, run.state)
         run = run._replace(state=new_state, step=torch.full_like(run.step, done))
         means.add(metrics)
@@ -189,6 +192,8 @@ def fit(
             value = _monitored(monitor, values, row, means_before)
             run = update_best(run, value, mode, min_delta, patience)
             early = exhausted()
+            stopped_members = ids is not None and patience is not None and bool(
+                (run.waiting >= patience).any())
             if log is not None:
                 log(row)
             history.append(row)
