@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from funcmtl.aggregators import _cagrad_active_set as cagrad_active_set
+from funcmtl.aggregators import _two_tasks as two_tasks
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, ridge
 
@@ -45,11 +46,14 @@ def cagrad_weights(
     When ``0`` is in the convex hull of the gradients and ``r`` is large enough, the optimum has
     ``g_w = 0`` and CAGrad's direction is not unique; the result is then finite but arbitrary.
 
-    Eager CPU calls on one problem first try the exact active-set solve of
+    Two tasks have a closed form (:func:`funcmtl.aggregators._two_tasks.cagrad_dual`). Eager
+    CPU calls on one problem first try the exact active-set solve of
     :mod:`funcmtl.aggregators._cagrad_active_set` and keep its answer when it is certified.
     """
     q = ridge(q)
     n = q.shape[-1]
+    if n == 2:
+        return two_tasks.cagrad_dual(q, radius)
     if may_branch(q, radius) and q.dim() == 2 and radius.dim() == 0 and float(radius) > 0:
         w = cagrad_active_set.solve(q, q.mean(-1), float(radius))  # exact; None: uncertified
         if w is not None:

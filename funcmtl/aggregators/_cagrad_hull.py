@@ -36,8 +36,11 @@ def ball_weights(q: Tensor, radius: Tensor | float) -> Tensor:
     radius = torch.as_tensor(radius, dtype=q.dtype, device=q.device)
     mean = torch.full_like(q[..., 0], 1 / n)
     w, norm = cagrad_weights(q, radius)
-    # d = g₀ + (r / ‖g_w‖) g_w. The floor keeps the weights ≤ 1e6 where ‖g_w‖ is round-off.
-    floor = torch.maximum(norm, 1e-6 * radius)
+    # d = g₀ + (r / ‖g_w‖) g_w. The floor keeps the weights ≤ 1e6 where ‖g_w‖ is round-off;
+    # it scales with the norms of the gradients w weighs, which may all be tiny.
+    roots = torch.diagonal(q, dim1=-2, dim2=-1).clamp(min=0).sqrt()
+    spread = (w * roots).sum(-1) / roots.amax(-1).clamp(min=torch.finfo(q.dtype).tiny)
+    floor = torch.maximum(norm, 1e-6 * radius * spread)
     x = (
         mean
         + torch.where(radius > 0, radius / torch.where(radius > 0, floor, 1.0), 0.0)[..., None] * w

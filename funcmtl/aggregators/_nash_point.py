@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl.aggregators import _two_tasks as two_tasks
 from funcmtl.aggregators._normalize import matvec, may_branch, ridge, task_scale
 from funcmtl.aggregators._plain_batch import plain_batch
 
@@ -16,7 +17,9 @@ CONVERGED = 1e-28  # λ², the squared Newton decrement, at which an eager call 
 def nash_point(q: Tensor, *, iterations: int = NEWTON_ITERATIONS) -> Tensor:
     """The ``α > 0`` with ``(Q + ridge) α = 1/α``, float64, for a normalised PSD ``q``
     ``(…, n, n)``; under ``vmap`` on a CPU the members are one plain batch, which stops once
-    all have converged (:mod:`funcmtl.aggregators._plain_batch`)."""
+    all have converged (:mod:`funcmtl.aggregators._plain_batch`); two tasks in closed form."""
+    if q.shape[-1] == 2:
+        return two_tasks.nash_point(ridge(q))
     return _batched(q, iterations)
 
 

@@ -51,9 +51,26 @@ def factorize(gramian: Tensor) -> tuple[Tensor, Tensor]:
 
 def normalize(gramian: Tensor) -> tuple[Tensor, Tensor]:
     """``(Q, scale)``: ``Q = L Lᵀ ≈ G / scale``, symmetric PSD (see :func:`factorize`)."""
+    if gramian.shape[-1] == 2:
+        return _normalize_two(gramian)
     factor, scale = factorize(gramian)
     q = factor @ factor.mT
     return (q + q.mT) / 2, scale
+
+
+def _normalize_two(gramian: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`normalize` for ``T = 2``: the correlation matrix ``[[1, ρ], [ρ, 1]]`` (eigenvalues
+    ``1 ± ρ``) is made PSD by clipping ``ρ`` to ``[−1, 1]``, the nearest correlation matrix
+    (where :func:`factorize` clips an eigenvalue; they differ by ``|ρ| − 1``, round-off)."""
+    g = gramian.to(torch.float64)
+    diag = torch.diagonal(g, dim1=-2, dim2=-1).clamp(min=0)
+    scale = diag.mean(-1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    diag = diag / scale[..., None]
+    bound = (diag[..., 0] * diag[..., 1]).sqrt()
+    off = ((g[..., 0, 1] + g[..., 1, 0]) / (2 * scale)).clamp(min=-bound, max=bound)
+    q = torch.stack([diag[..., 0], off, off, diag[..., 1]], dim=-1)
+    return q.unflatten(-1, (2, 2)), scale
 
 
 def ridge(q: Tensor, factor: float = RIDGE) -> Tensor:

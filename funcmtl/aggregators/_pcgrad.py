@@ -80,17 +80,34 @@ def pcgrad() -> Aggregator:
     ) -> tuple[Tensor, EmptyState]:
         num_tasks = check_gramian(gramian)
         key = require_key(key, "pcgrad")
-        orders = task_orders(key.to(gramian.device), num_tasks)
-        sq_norms = torch.diagonal(gramian)
-        # Row i of `coef` holds g_i^PC as a combination of the original rows of J.
-        coef = torch.eye(num_tasks, dtype=gramian.dtype, device=gramian.device)
-        for step in range(num_tasks):
-            one_hot, other = visit(orders, step, gramian.dtype)
-            inner = (coef @ gramian * one_hot).sum(-1)  # g_i^PC · g_j
-            sq_norm_j = one_hot @ sq_norms  # ||g_j||²
-            conflict = other & (inner < 0) & (sq_norm_j > 0)
-            shift = -inner / torch.where(sq_norm_j > 0, sq_norm_j, 1.0)
-            coef = coef + torch.where(conflict, shift, 0.0)[:, None] * one_hot
-        return coef.sum(0), state
+        if num_tasks == 2:  # one other task each: the order does not matter
+            return two_task_weights(gramian), state
+        return project_in_order(gramian, task_orders(key.to(gramian.device), num_tasks)), state
 
     return from_weighting(stateless_init, weights_fn)
+
+
+def project_in_order(gramian: Tensor, orders: Tensor) -> Tensor:
+    """PCGrad's weights ``(T,)`` for the visiting ``orders`` of :func:`task_orders`."""
+    num_tasks = gramian.shape[-1]
+    sq_norms = torch.diagonal(gramian)
+    # Row i of `coef` holds g_i^PC as a combination of the original rows of J.
+    coef = torch.eye(num_tasks, dtype=gramian.dtype, device=gramian.device)
+    for step in range(num_tasks):
+        one_hot, other = visit(orders, step, gramian.dtype)
+        inner = (coef @ gramian * one_hot).sum(-1)  # g_i^PC · g_j
+        sq_norm_j = one_hot @ sq_norms  # ||g_j||²
+        conflict = other & (inner < 0) & (sq_norm_j > 0)
+        shift = -inner / torch.where(sq_norm_j > 0, sq_norm_j, 1.0)
+        coef = coef + torch.where(conflict, shift, 0.0)[:, None] * one_hot
+    return coef.sum(0)
+
+
+def two_task_weights(gramian: Tensor) -> Tensor:
+    """PCGrad's weights for ``T = 2``: ``g₀ − (g₀·g₁ / ‖g₁‖²) g₁ + g₁ − (g₀·g₁ / ‖g₀‖²) g₀``
+    when ``g₀·g₁ < 0``, else ``g₀ + g₁`` (the same numbers as :func:`project_in_order`)."""
+    inner = gramian[0, 1]
+    sq_norms = torch.diagonal(gramian)
+    shifts = -inner / torch.where(sq_norms > 0, sq_norms, 1.0)  # (of g₁ on g₀, of g₀ on g₁)
+    return 1 + torch.where((inner < 0) & (sq_norms > 0), shifts, 0.0)
+

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from funcmtl.aggregators import _active_set as active_set
+from funcmtl.aggregators import _two_tasks as two_tasks
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, normalize, ridge, task_scale
 from funcmtl.aggregators._plain_batch import plain_batch, traced_on_cpu
@@ -45,13 +46,18 @@ def solve_qp(
     with a KKT certificate (:func:`_shared_bound_qp` for bound-only problems on one ``(n, n)``
     ``q``, :mod:`._active_set` otherwise) where values may be read — eager CPU calls, and the
     members' plain batch under ``vmap`` on a CPU (:mod:`._plain_batch`) — and by
-    :func:`interior_point` for what they do not certify (for everything elsewhere).
+    :func:`interior_point` for what they do not certify (for everything elsewhere). Two
+    unknowns have closed forms (:mod:`._two_tasks`).
     """
     q = ridge(q)
     batch = torch.broadcast_shapes(q.shape[:-2], linear.shape[:-1], lower.shape[:-1])
     n = q.shape[-1]
     lower = lower.expand(*batch, n)
     c = linear.expand(*batch, n) + matvec(q, lower)  # the linear term in y
+    if n == 2:  # closed forms (branch-free)
+        if simplex:
+            return two_tasks.simplex_qp(q, c, 1 - lower.sum(-1)) + lower
+        return two_tasks.bound_qp(q, c) + lower
     if not simplex and q.dim() == 2 and batch:  # a batch of problems on one Gramian
         return _shared_rows(q, c.reshape(-1, n), iterations).reshape(*batch, n) + lower
     readable = may_branch(q, c) or traced_on_cpu(q, c)  # eager, or vmap's plain-batch rule
