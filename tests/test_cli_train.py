@@ -222,6 +222,7 @@ def test_toy_trajectories_are_written_and_descend(tmp_path, capsys) -> None:
     out = tmp_path / "toy.json"
     assert main(["toy", "--methods", "mean", "mgda", "--steps", "40", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
+    assert data["compiled"] is False  # 'auto' compiles from 5000 steps
     for runs in data["runs"].values():
         assert len(runs) == 3  # CAGrad's three starting points
         for run in runs:

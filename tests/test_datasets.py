@@ -194,6 +194,39 @@ def test_toy_trajectory_with_mean_decreases_the_summed_loss():
         ds.toy_trajectory("mean", start, steps=1, optimizer="lbfgs")
 
 
+TOY_METHODS = ["mean", "mgda", "pcgrad", "cagrad", "upgrad", "nash_mtl", "graddrop", "gradvac"]
+
+
+def test_toy_trajectories_equal_one_solo_run_per_method_and_start():
+    """The batch (vmap over starts, one optimizer update for all methods) changes nothing:
+    run (m, s) is bitwise the solo run of method m from start s keyed by split(key, S)[s],
+    stateful (GradVac) and randomised (GradDrop) methods included."""
+    starts = torch.tensor(ds.TOY_STARTS["cagrad"], dtype=torch.float64)
+    key = fm.random.key(1)
+    runs = ds.toy_trajectories(TOY_METHODS, starts, steps=30, lr=0.05, key=key, record_every=7)
+    assert runs["trajectory"].shape == (8, 3, 6, 2)
+    assert runs["steps"].tolist() == [0, 7, 14, 21, 28, 30]
+    for m, method in enumerate(TOY_METHODS):
+        for s, start_key in enumerate(fm.random.split(key, 3)):
+            solo = ds.toy_trajectory(method, starts[s], steps=30, lr=0.05, key=start_key)
+            assert torch.equal(runs["trajectory"][m, s], solo["trajectory"][runs["steps"]])
+            assert torch.equal(runs["losses"][m, s], solo["losses"][runs["steps"]])
+    with pytest.raises(ValueError, match="`record_every` must be an integer ≥ 1"):
+        ds.toy_trajectories(["mean"], starts, steps=3, record_every=0)
+    with pytest.raises(ValueError, match="`starts` must be points of shape"):
+        ds.toy_trajectories(["mean"], starts[0], steps=3)
+
+
+def test_the_compiled_toy_step_equals_the_eager_one():
+    """torch.compile(fullgraph=True) traces every aggregator's two-task path (no graph break:
+    fullgraph would raise) and gives the eager numbers."""
+    methods = ["mgda", "pcgrad", "cagrad", "upgrad", "nash_mtl"]
+    starts = torch.tensor(ds.TOY_STARTS["nash_mtl"], dtype=torch.float64)
+    eager = ds.toy_trajectories(methods, starts, steps=12, lr=0.05, scale=0.1)
+    compiled = ds.toy_trajectories(methods, starts, steps=12, lr=0.05, scale=0.1, compile=True)
+    torch.testing.assert_close(compiled["trajectory"], eager["trajectory"], rtol=0, atol=1e-12)
+
+
 # --- files --------------------------------------------------------------------------------
 
 

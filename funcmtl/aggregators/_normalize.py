@@ -25,6 +25,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from funcmtl.optim._checks import _readable as readable
+
 RIDGE = 1e-12  # relative to each task's squared gradient norm; see the module docstring
 
 
@@ -91,8 +93,6 @@ def matvec(m: Tensor, v: Tensor) -> Tensor:
 
 def may_branch(*tensors: Tensor) -> bool:
     """Whether a host-side branch on these tensors' values is free and allowed: eager CPU
-    tensors, not wrapped by a ``torch.func`` transform (on CUDA it would be a sync)."""
-    return all(
-        t.device.type == "cpu" and not torch._C._functorch.is_functorch_wrapped_tensor(t)
-        for t in tensors
-    )
+    tensors, not wrapped by a ``torch.func`` transform nor traced by ``torch.compile`` (on
+    CUDA it would be a sync)."""
+    return all(map(readable, tensors))

@@ -20,7 +20,10 @@ from torch import Tensor
 
 
 def traced_on_cpu(*tensors: Tensor) -> bool:
-    """CPU tensors of which one is wrapped by a ``torch.func`` transform (``vmap``)."""
+    """CPU tensors of which one is wrapped by a ``torch.func`` transform (``vmap``), outside
+    ``torch.compile`` (whose graphs cannot branch on values)."""
+    if torch.compiler.is_compiling():
+        return False
     return all(t.device.type == "cpu" for t in tensors) and any(
         torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
     )

@@ -6,8 +6,8 @@
   :func:`split` for a seeded train / val / test split.
 - :func:`multidigits` / :func:`multidigits_splits`: real 8x8 digit pairs (embedded data).
 - :func:`synthetic`: the MMoE paper's regression tasks with a controlled task correlation.
-- :func:`toy_losses` / :func:`toy_trajectory`: the CAGrad / Nash-MTL / FAMO toy problem (not
-  a dataset: two losses of a point in R²).
+- :func:`toy_losses` / :func:`toy_trajectory` / :func:`toy_trajectories`: the CAGrad /
+  Nash-MTL / FAMO toy problem (not a dataset: two losses of a point in R²).
 
 Example:
     >>> import funcmtl as fm
@@ -31,7 +31,13 @@ from funcmtl.datasets._synthetic import (
     synthetic_params,
     synthetic_targets,
 )
-from funcmtl.datasets._toy import TOY_SCALES, TOY_STARTS, toy_losses, toy_trajectory
+from funcmtl.datasets._toy import (
+    TOY_SCALES,
+    TOY_STARTS,
+    toy_losses,
+    toy_trajectories,
+    toy_trajectory,
+)
 
 __all__ = [
     "DIGITS_PATH",
@@ -55,5 +61,6 @@ __all__ = [
     "synthetic_params",
     "synthetic_targets",
     "toy_losses",
+    "toy_trajectories",
     "toy_trajectory",
 ]

@@ -29,8 +29,11 @@ def use_foreach(*args: Any) -> bool:
     """True when no tensor in ``args`` (scalars, tensors, lists of tensors) is functorch-wrapped.
 
     Inside ``vmap``/``grad`` some leaves may be wrapped and others not (an argument mapped
-    with ``in_dims=None``), so every leaf is looked at, not only the first.
+    with ``in_dims=None``), so every leaf is looked at, not only the first. Under
+    ``torch.compile`` the per-leaf ops are traced (the compiler fuses them anyway).
     """
+    if torch.compiler.is_compiling():
+        return False
     for arg in args:
         if isinstance(arg, list):
             if any(map(is_functorch_wrapped_tensor, arg)):
