@@ -492,6 +492,48 @@ def test_the_eager_active_set_certifies_and_equals_the_enumeration(simplex: bool
     assert certified >= 30  # the fast path is the one that runs
 
 
+@pytest.mark.parametrize("simplex", [True, False], ids=["simplex", "bounds"])
+def test_the_host_solver_certifies_and_equals_the_enumeration(simplex: bool) -> None:
+    """Eager calls with up to 12 tasks solve on Python floats (funcmtl/aggregators/_host_qp.py):
+    exact when certified; rank-deficient Gramians (singular free blocks) are left to the
+    tensor solvers, and traced calls never take it."""
+    from funcmtl.aggregators import _host_qp
+
+    rng = np.random.default_rng(8)
+    certified = 0
+    for trial in range(40):
+        n = 2 + trial % 7
+        jac = rng.standard_normal((n, 9)) * np.logspace(0, 2, n)[:, None]
+        jac += rng.standard_normal(9) * (trial % 3)
+        gram = jac @ jac.T
+        lower = np.zeros(n) if simplex else rng.uniform(0.0, 1.0, (3, n))
+        found = _host_qp.project(torch.tensor(gram), torch.tensor(lower), simplex=simplex)
+        if found is None:
+            continue
+        certified += 1
+        for bound, row in zip(np.atleast_2d(lower), np.atleast_2d(found.numpy()), strict=True):
+            np.testing.assert_allclose(row, ref_qp(gram / gram.diagonal().mean(), bound, simplex),
+                                       atol=1e-8)
+    assert certified >= 36
+    singular = rng.standard_normal((4, 2)) @ rng.standard_normal((2, 6))  # rank 2 of 4
+    gram = torch.tensor(singular @ singular.T)
+    for bound in [torch.zeros(4), torch.full((4,), 0.25), torch.eye(4) / 4]:
+        found = _host_qp.project(gram, bound, simplex=not bound.any())
+        if found is not None:  # certified: then exact
+            for b, row in zip(np.atleast_2d(bound.numpy()), np.atleast_2d(found.numpy()),
+                              strict=True):
+                np.testing.assert_allclose(row @ singular, ref_qp(
+                    gram.numpy(), b, not bound.any()) @ singular, atol=1e-8)
+    seen = []
+
+    def probe(g):
+        seen.append(_host_qp.project(g, torch.zeros(3), simplex=True))
+        return g.sum()
+
+    torch.func.vmap(probe)(torch.eye(3).expand(2, 3, 3))
+    assert seen == [None]  # under vmap values cannot be read: the tensor solvers run
+
+
 @pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)
 def test_the_branch_free_solvers_equal_the_eager_ones(factory, monkeypatch) -> None:
     """On a CPU the eager paths (active set, certified rows only) run, also under ``vmap``

@@ -23,8 +23,8 @@ def dualproj(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -
 
     (the dual of GEM's Equation 11; Proposition 1 of Quinton & Rey). So :math:`J d \ge 0`:
     ``d`` conflicts with no task, and when the mean already conflicts with none (``G u ≥ 0``)
-    it is returned unchanged. The QP is solved to float round-off by a fixed-iteration
-    interior-point method (:func:`funcmtl.aggregators._qp.solve_qp`). Invariant to a
+    it is returned unchanged. The QP is solved to float round-off (as UPGrad's, see
+    :mod:`funcmtl.aggregators._qp`). Invariant to a
     permutation of the tasks and linear under positive scaling.
 
     Args:

@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from funcmtl._transform import named
+from funcmtl.aggregators import _host_qp as host_qp
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -34,8 +35,9 @@ def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
     :math:`d = 0` (a Pareto-stationary point) or :math:`g_t^\top d \ge \lVert d \rVert^2 > 0`
     for every task. Its KKT conditions are :math:`(G w)_t \ge w^\top G w` for all ``t``, with
     equality where :math:`w_t > 0`. Where Sener & Koltun run Frank–Wolfe until a tolerance,
-    this solves the QP to float round-off with a fixed-iteration interior-point method
-    (:func:`funcmtl.aggregators._qp.solve_qp`). When gradients repeat, ``w`` is not unique
+    this solves the QP to float round-off (:mod:`funcmtl.aggregators._qp`: a closed form for
+    two tasks, a certified active-set method on eager calls, a fixed-iteration interior-point
+    method otherwise). When gradients repeat, ``w`` is not unique
     but ``d`` is. Invariant to a permutation of the tasks; linear under positive scaling.
 
     Args:
@@ -77,9 +79,11 @@ def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
             norms = torch.diagonal(g).clamp(min=0).sqrt()
             inverse = torch.where(norms > 0, 1 / torch.where(norms > 0, norms, 1.0), 0.0)
             g = g * inverse[:, None] * inverse[None, :]
-        q, _ = normalize(g)
-        zeros = torch.zeros(num_tasks, dtype=q.dtype, device=q.device)
-        w = solve_qp(q, zeros, zeros, simplex=True)
+        zeros = torch.zeros(num_tasks, dtype=g.dtype, device=g.device)
+        w = host_qp.project(g, zeros, simplex=True)  # a few tasks, eager: on Python floats
+        if w is None:
+            q, _ = normalize(g)
+            w = solve_qp(q, zeros, zeros, simplex=True)
         if normalization == "l2":
             w = w * inverse
         return w.to(gramian.dtype), state

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from funcmtl.aggregators import _active_set as active_set
+from funcmtl.aggregators import _host_qp as host_qp
 from funcmtl.aggregators import _two_tasks as two_tasks
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, normalize, ridge, task_scale
@@ -206,6 +207,9 @@ def project_weights(gramian: Tensor, lower: Tensor, reg_eps: float | Tensor = 0.
         trace = torch.diagonal(g, dim1=-2, dim2=-1).sum(-1)
         g = g / torch.where(trace > 0, trace, torch.ones_like(trace))[..., None, None]
         g = g + reg_eps * torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    lower = lower.to(g)
+    host = host_qp.project(g, lower)  # a few tasks, eager: on Python floats
+    if host is not None:
+        return host
     q, _ = normalize(g)
-    lower = lower.to(q)
     return solve_qp(q, torch.zeros_like(lower), lower)

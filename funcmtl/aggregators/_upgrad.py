@@ -54,8 +54,9 @@ def upgrad(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> 
     and :math:`u = \tfrac{1}{T}\mathbf{1}` by default, so ``d`` is the mean of the projected
     gradients. Then :math:`J d \ge 0`: ``d`` conflicts with no task; when no pair of gradients
     conflicts every :math:`g_i` is already in the cone and ``d`` is the mean. The ``T`` QPs are
-    solved to float round-off as one batch by a fixed-iteration interior-point method
-    (:func:`funcmtl.aggregators._qp.solve_qp`). Invariant to a permutation of the tasks
+    solved to float round-off as one batch (:mod:`funcmtl.aggregators._qp`: closed forms for
+    two tasks, a certified active-set method on eager calls, a fixed-iteration interior-point
+    method otherwise). Invariant to a permutation of the tasks
     (with a permuted ``pref_vector``) and linear under positive scaling. ``update`` solves on a
     float64 copy of the Gramian, which is accumulated in the gradients' dtype (float64 products
     of float32 gradients would double the cost of the step's largest reduction). These
