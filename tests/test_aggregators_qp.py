@@ -534,6 +534,36 @@ def test_the_host_solver_certifies_and_equals_the_enumeration(simplex: bool) -> 
     assert seen == [None]  # under vmap values cannot be read: the tensor solvers run
 
 
+def test_the_host_solver_meets_the_kkt_conditions_for_many_tasks() -> None:
+    """One problem (MGDA's simplex, DualProj's bounds) up to 64 tasks: the optimality
+    conditions, checked in float64 NumPy on the answer."""
+    from funcmtl.aggregators import _host_qp
+
+    rng = np.random.default_rng(9)
+    certified = 0
+    for trial in range(12):
+        n = [16, 40, 64][trial % 3]
+        jac = rng.standard_normal((n, 3 * n)) + rng.standard_normal(3 * n) * (trial % 2)
+        gram = jac @ jac.T
+        scale = np.diag(gram).max()
+        for simplex in (True, False):
+            lower = np.zeros(n) if simplex else np.full(n, 1 / n)
+            found = _host_qp.project(torch.tensor(gram), torch.tensor(lower), simplex=simplex)
+            if found is None:
+                continue
+            certified += 1
+            v = found.numpy()
+            grad = gram @ v
+            if simplex:  # v ∈ Δ, (Gv)_i ≥ vᵀGv, with equality where v_i > 0
+                assert v.min() >= 0 and abs(v.sum() - 1) < 1e-12
+                assert (grad >= v @ grad - 1e-9 * scale).all()
+                np.testing.assert_allclose(grad[v > 1e-9], v @ grad, atol=1e-9 * scale)
+            else:  # v ≥ l, Gv ≥ 0, complementary
+                assert (v >= lower - 1e-15).all() and (grad >= -1e-9 * scale).all()
+                assert np.abs((v - lower) * grad).max() < 1e-9 * scale
+    assert certified >= 20
+
+
 @pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)
 def test_the_branch_free_solvers_equal_the_eager_ones(factory, monkeypatch) -> None:
     """On a CPU the eager paths (active set, certified rows only) run, also under ``vmap``

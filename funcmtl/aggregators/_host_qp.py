@@ -1,14 +1,15 @@
-"""Small QPs of eager CPU calls solved on Python floats: MGDA's, UPGrad's and DualProj's.
+"""MGDA's, UPGrad's and DualProj's QPs of eager CPU calls, solved on Python floats.
 
-For a handful of tasks every torch op costs more than the arithmetic it does (~2.5 µs of
-dispatch for a 2 × 2 product), so an eager call that is allowed to read values
-(:func:`~funcmtl.aggregators._normalize.may_branch`) reads the ``T × T`` Gramian once and runs
-the primal–dual active-set method of :mod:`._active_set` (Hintermüller, Ito & Kunisch 2002)
-in plain float64 arithmetic: a Cholesky factorisation of the free block per step, until the
-free set repeats. Its answer is used only with the same certificate — a well-conditioned free
-block and the KKT conditions to :data:`~funcmtl.aggregators._active_set.KKT_TOLERANCE` —
-and ``None`` sends the call to the tensor solvers (which also repair a Gramian that round-off
-made indefinite). Up to :data:`HOST_TASKS` tasks; beyond, LAPACK's ``O(T³)`` kernels win.
+For a few dozen tasks every torch op costs more than the arithmetic it does (~2.5 µs of
+dispatch for a 2 × 2 product), so an eager call that may read values
+(:func:`~funcmtl.aggregators._normalize.may_branch`) reads the ``T × T`` Gramian once and
+solves in plain float64 arithmetic by the primal active-set method, whose steps cost
+``O(T |F|)`` for a free set ``F`` that is small in practice (the tasks in conflict). Its
+answer is used only when certified — a well-conditioned free block and the KKT conditions to
+:data:`~funcmtl.aggregators._active_set.KKT_TOLERANCE` — and ``None`` sends the call to the
+tensor solvers (which also repair a Gramian that round-off made indefinite). One problem
+(MGDA, DualProj) up to :data:`HOST_SINGLE_TASKS` tasks, a batch (UPGrad's ``T``) up to
+:data:`HOST_TASKS`; beyond, the batched tensor solvers win.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from torch import Tensor
 from funcmtl.aggregators._active_set import KKT_TOLERANCE, MIN_PIVOT_RATIO
 from funcmtl.aggregators._normalize import RIDGE, may_branch
 
-HOST_TASKS = 12  # T above which the tensor solvers are faster than Python arithmetic
+HOST_TASKS = 12  # T up to which a batch of problems (UPGrad's T) is solved here
+HOST_SINGLE_TASKS = 64  # T up to which one problem (MGDA's, DualProj's) is
 
 Matrix = list[list[float]]
 
@@ -30,13 +32,16 @@ def project(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -> Tensor 
     """``argmin vᵀGv  s.t.  v ≥ lower`` [and ``1ᵀv = 1``] for each row of ``lower (B, T)``
     (or ``(T,)``), float64, or ``None`` when the host may not or does not certify it."""
     num_tasks = gramian.shape[-1]
-    if gramian.dim() != 2 or num_tasks > HOST_TASKS or not may_branch(gramian, lower):
+    limit = HOST_TASKS if lower.dim() == 2 else HOST_SINGLE_TASKS
+    if gramian.dim() != 2 or num_tasks > limit or not may_branch(gramian, lower):
         return None
+    gramian = gramian.to(torch.float64)
     problem = _UnitProblem(gramian.tolist())
-    rows = lower.tolist()
+    bounds = (lower if lower.dim() == 2 else lower[None]).to(torch.float64)
+    products = (bounds @ gramian.mT).tolist()  # G l, one row per problem: one tensor op
     solutions = []
-    for bound in rows if lower.dim() == 2 else [rows]:
-        y = problem.solve(bound, 1 - sum(bound) if simplex else None)
+    for bound, product in zip(bounds.tolist(), products, strict=True):
+        y = problem.solve(product, 1 - sum(bound) if simplex else None)
         if y is None:
             return None
         solutions.append([yi + li for yi, li in zip(y, bound, strict=True)])
@@ -50,75 +55,91 @@ class _UnitProblem:
     ``Q`` is ``G / mean diag G``, symmetrised, plus the relative ridge of
     :func:`~funcmtl.aggregators._normalize.ridge`; the problems are solved in the
     coordinates of unit-norm gradients (``y = v − l = u / s``, ``s = √diag Q``, so the
-    matrix is ``Q_ij / (s_i s_j)`` with a unit diagonal), and the Cholesky factors of the
-    free blocks are shared by the problems.
+    matrix ``U = Q_ij / (s_i s_j)`` has a unit diagonal). Only the columns of ``U`` that a
+    free set touches are formed, once for all the problems.
     """
 
     def __init__(self, g: Matrix) -> None:
         n = len(g)
         scale = sum(max(g[i][i], 0.0) for i in range(n)) / n
-        scale = scale if scale > 0 else 1.0
-        diagonal = [g[i][i] / scale for i in range(n)]
+        self.scale = scale if scale > 0 else 1.0
+        diagonal = [g[i][i] / self.scale for i in range(n)]
         self.s = [math.sqrt(d * (1 + RIDGE) if d > 0 else RIDGE) for d in diagonal]
-        self.unit = [
-            [1.0 if i == j else (g[i][j] + g[j][i]) / (2 * scale * self.s[i] * self.s[j])
-             for j in range(n)]
-            for i in range(n)
-        ]
-        self.factors: dict[tuple[int, ...], Matrix | None] = {}
+        self.g = g
+        self.columns: dict[int, list[float]] = {}
 
-    def factor(self, index: tuple[int, ...]) -> Matrix | None:
-        if index not in self.factors:
-            self.factors[index] = _cholesky([[self.unit[i][j] for j in index] for i in index])
-        return self.factors[index]
+    def column(self, j: int) -> list[float]:
+        """Column ``j`` of ``U``."""
+        found = self.columns.get(j)
+        if found is None:
+            g, s, divisor = self.g, self.s, 2 * self.scale * self.s[j]
+            found = [(g[i][j] + g[j][i]) / (divisor * s[i]) for i in range(len(s))]
+            found[j] = 1.0
+            self.columns[j] = found
+        return found
 
-    def solve(self, bound: list[float], total: float | None) -> list[float] | None:
-        """``y = v − l ≥ 0``, or ``None`` if uncertified: the steps of :func:`funcmtl.
-        aggregators._active_set.solve_batch`, from ``F = {i : (Ql)_i < 0}`` (the tasks ``l``
-        conflicts with; ``y = 0`` is optimal when there are none) or, with the sum
-        constraint, from the vertex of the shortest gradient."""
-        n, s, unit = len(bound), self.s, self.unit
-        scaled = [(j, s[j] * bound[j]) for j in range(n) if bound[j]]  # (Ql)_i / s_i
-        unit_c = [sum(unit[i][j] * x for j, x in scaled) for i in range(n)]
+    def solve(self, product: list[float], total: float | None) -> list[float] | None:
+        """``y = v − l ≥ 0`` given ``G l``, or ``None`` if uncertified.
+
+        The primal active-set method (Nocedal & Wright, *Numerical Optimization*, §16.5) on
+        ``min ½ uᵀUu + cᵀu  s.t.  u ≥ 0`` [and ``aᵀu = total``, ``a = 1/s``]: from ``u = 0``
+        (or, with the sum constraint, the vertex of the shortest gradient), each step solves
+        the equality-constrained problem on the free set ``F`` by a Cholesky factorisation of
+        ``U_FF`` and moves towards it until a free variable reaches 0 (which leaves ``F``); at
+        the minimiser on ``F`` the most negative multiplier ``z_i = (Uu + c − νa)_i`` enters
+        ``F``, and when there is none the point is optimal. The solutions are sparse (the
+        tasks in conflict), so the steps cost ``O(T |F|)``; the answer is kept only if ``U_FF``
+        is well conditioned and the KKT conditions hold to :data:`KKT_TOLERANCE`.
+        """
+        n, s = len(product), self.s
+        u = [0.0] * n
+        c = [p / (self.scale * si) for p, si in zip(product, s, strict=True)]  # (Ql)_i / s_i
         a = [1 / si for si in s]
-        if total is None:
-            free = [ci < 0 for ci in unit_c]
-        else:  # MGDA's solutions are sparse: from the vertex of the shortest gradient
+        free: list[int] = []
+        if total is not None:  # MGDA's solutions are sparse: from the shortest gradient
             shortest = s.index(min(s))
-            free = [i == shortest for i in range(n)]
-        for _ in range(n + 2):
-            index = tuple(i for i in range(n) if free[i])
-            factor = self.factor(index)
+            u[shortest], free = total * s[shortest], [shortest]
+        size = max(max(map(abs, c)), 1.0)
+        factor: Matrix | None = []
+        nu = 0.0
+        for _ in range(3 * n + 10):
+            columns = [self.column(j) for j in free]
+            factor = _cholesky([[column[i] for column in columns] for i in free])
             if factor is None:
                 return None
-            solution = _cholesky_solve(factor, [-unit_c[i] for i in index])
-            nu = 0.0
-            if total is not None:  # ν from aᵀu = total, u_F = Q_FF⁻¹(−c_F + ν a_F)
-                along = _cholesky_solve(factor, [a[i] for i in index])
-                weight = sum(a[i] * x for i, x in zip(index, along, strict=True))
+            target = _cholesky_solve(factor, [-c[i] for i in free])
+            if total is not None:  # ν from aᵀu = total, u_F = U_FF⁻¹(−c_F + ν a_F)
+                along = _cholesky_solve(factor, [a[i] for i in free])
+                weight = sum(a[i] * x for i, x in zip(free, along, strict=True))
                 if not weight > 0:
                     return None
-                used = sum(a[i] * x for i, x in zip(index, solution, strict=True))
+                used = sum(a[i] * x for i, x in zip(free, target, strict=True))
                 nu = (total - used) / weight
-                solution = [x + nu * y for x, y in zip(solution, along, strict=True)]
-            u = [0.0] * n
-            for i, x in zip(index, solution, strict=True):
-                u[i] = x
-            z = [
-                0.0 if free[i] else sum(unit[i][j] * u[j] for j in index) + unit_c[i] - nu * a[i]
-                for i in range(n)
-            ]
-            moved = [u[i] > 0 or z[i] < 0 for i in range(n)]
-            if moved == free:
+                target = [x + nu * y for x, y in zip(target, along, strict=True)]
+            step, blocking = 1.0, None
+            for k, i in enumerate(free):
+                if target[k] < u[i] and target[k] < 0 and u[i] / (u[i] - target[k]) < step:
+                    step, blocking = u[i] / (u[i] - target[k]), k
+            for k, i in enumerate(free):
+                u[i] += step * (target[k] - u[i])
+            if blocking is not None:
+                u[free.pop(blocking)] = 0.0
+                continue
+            z = list(c)
+            for j, column in zip(free, columns, strict=True):
+                z = [zi + u[j] * uij for zi, uij in zip(z, column, strict=True)]
+            outside = [i for i in range(n) if i not in free]
+            entering = min(outside, key=lambda i: z[i] - nu * a[i], default=None)
+            tolerance = KKT_TOLERANCE * max(size, abs(nu))
+            if entering is None or z[entering] - nu * a[entering] >= -tolerance:
                 break
-            free = moved
+            free.append(entering)
         else:
             return None
-        pivots = [factor[i][i] for i in range(len(factor))]
+        pivots = [factor[k][k] for k in range(len(factor))]
         if pivots and min(pivots) <= MIN_PIVOT_RATIO * max(pivots):
             return None
-        tolerance = KKT_TOLERANCE * max(max(map(abs, unit_c), default=0.0), abs(nu), 1.0)
-        if min(u) < -tolerance or min(z) < -tolerance or not math.isfinite(nu):
+        if not math.isfinite(nu):
             return None
         return [max(ui, 0.0) / si for ui, si in zip(u, s, strict=True)]
 
