@@ -8,7 +8,6 @@ import torch
 from torch import Tensor
 
 from funcmtl._transform import named
-from funcmtl.aggregators import _host_qp as host_qp
 from funcmtl.aggregators._base import (
     Aggregator,
     EmptyState,
@@ -16,8 +15,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._normalize import normalize
-from funcmtl.aggregators._qp import solve_qp
+from funcmtl.aggregators._qp import solve_on_gramian
 
 _NORMALIZATIONS = ("none", "l2")
 
@@ -80,10 +78,7 @@ def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
             inverse = torch.where(norms > 0, 1 / torch.where(norms > 0, norms, 1.0), 0.0)
             g = g * inverse[:, None] * inverse[None, :]
         zeros = torch.zeros(num_tasks, dtype=g.dtype, device=g.device)
-        w = host_qp.project(g, zeros, simplex=True)  # a few tasks, eager: on Python floats
-        if w is None:
-            q, _ = normalize(g)
-            w = solve_qp(q, zeros, zeros, simplex=True)
+        w = solve_on_gramian(g, zeros, simplex=True)
         if normalization == "l2":
             w = w * inverse
         return w.to(gramian.dtype), state
