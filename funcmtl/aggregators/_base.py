@@ -78,7 +78,7 @@ class Aggregator(NamedTuple):
 
 def num_tasks_of(task_grads: PyTree) -> int:
     """The common leading task axis ``T`` of every leaf, checked once at the boundary."""
-    leaves = tree.leaves(task_grads)
+    leaves = [task_grads] if isinstance(task_grads, Tensor) else tree.leaves(task_grads)
     if not leaves:
         raise ValueError("`task_grads` must hold at least one tensor; got an empty pytree.")
     sizes = {x.shape[0] if x.dim() else None for x in leaves}
@@ -113,7 +113,9 @@ def gramian(task_grads: PyTree, dtype: torch.dtype | None = None) -> Tensor:
     about ``√P ε₃₂`` in ``G``, which singular Gramians amplify in the weights (see the
     aggregators' float32 tolerances); pass float64 gradients for a float64 Gramian.
     """
-    blocks = [einops.rearrange(x, "tasks ... -> tasks (...)") for x in tree.leaves(task_grads)]
+    leaves = [task_grads] if isinstance(task_grads, Tensor) else tree.leaves(task_grads)
+    blocks = [x if x.dim() == 2 else einops.rearrange(x, "tasks ... -> tasks (...)")
+              for x in leaves]
     accumulate = _result_dtype(blocks[0].dtype)
     dtype = accumulate if dtype is None else dtype
     widened = blocks[0].dtype != accumulate  # float16/bfloat16: the copy is made anyway
@@ -167,6 +169,8 @@ def combine(weights: Tensor, task_grads: PyTree) -> PyTree:
         w = weights.to(x.dtype)
         return w @ x if x.dim() == 2 else (w @ x.reshape(x.shape[0], -1)).reshape(x.shape[1:])
 
+    if isinstance(task_grads, Tensor):  # the common (T, P) matrix: no pytree round trip
+        return weighted_sum(task_grads)
     return tree.map(weighted_sum, task_grads)
 
 
@@ -190,7 +194,8 @@ def from_weighting(
         num_tasks_of(task_grads)
         gram = gramian(task_grads, torch.float64)
         if needs_grads_dtype:
-            dtype = tree.leaves(task_grads)[0].dtype
+            leaf = task_grads if isinstance(task_grads, Tensor) else tree.leaves(task_grads)[0]
+            dtype = leaf.dtype
             w, state = checked(gram, state, key=key, grads_dtype=dtype)
         else:
             w, state = checked(gram, state, key=key)
