@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -164,7 +165,9 @@ def run(config: AggregatorsBench) -> int:
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
-        records = measure(config)
+        with warnings.catch_warnings():  # the peer's solvers (cvxpy) warn on every problem
+            warnings.filterwarnings("ignore", category=UserWarning, module=r"(torchjd|cvxpy)")
+            records = measure(config)
     finally:
         torch.set_num_threads(threads)
     if importlib.util.find_spec("torchjd") is None:
