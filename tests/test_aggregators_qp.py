@@ -561,7 +561,9 @@ def test_the_host_solver_meets_the_kkt_conditions_for_many_tasks() -> None:
             else:  # v ≥ l, Gv ≥ 0, complementary
                 assert (v >= lower - 1e-15).all() and (grad >= -1e-9 * scale).all()
                 assert np.abs((v - lower) * grad).max() < 1e-9 * scale
-    assert certified >= 20
+    assert certified >= 12  # the others have over 12 free variables: tensor solvers
+    dense = rng.standard_normal((32, 2000))  # near-orthogonal: every weight of MGDA positive
+    assert _host_qp.project(torch.tensor(dense @ dense.T), torch.zeros(32), simplex=True) is None
 
 
 @pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)

@@ -158,3 +158,13 @@ def test_cagrad_closed_form_reaches_the_optimum_of_a_60_digit_solve() -> None:
     jac = PAIRS["scales_1e4"]
     direction = _direction(aggregators.cagrad(c=2.0, rescale=0), jac)
     assert abs((jac @ direction).min() - 2.70738203539358) < 1e-3
+
+
+def test_a_non_finite_gramian_still_checks_the_arguments() -> None:
+    """Eager calls decide finiteness with one read; a NaN Gramian gives NaN weights and the
+    state back, and a missing key is still an error (as under vmap)."""
+    nan = torch.full((2, 2), float("nan"), dtype=torch.float64)
+    w, state = aggregators.mgda().weights(nan, None)
+    assert w.isnan().all() and state is None
+    with pytest.raises(ValueError, match="pass `key=`"):
+        aggregators.pcgrad().weights(nan, None)

@@ -212,7 +212,9 @@ def _finite_weighting(weights: WeightsFn) -> WeightsFn:
         if readable(gramian):  # eager CPU: one read decides (a finite sum: all finite)
             if math.isfinite(float(gramian.sum())) or bool(torch.isfinite(gramian).all()):
                 return weights(gramian, state, key=key, **kwargs)
-            return torch.full_like(gramian[0], torch.nan), state
+            eye = torch.eye(gramian.shape[-1], dtype=gramian.dtype, device=gramian.device)
+            w, _ = weights(eye, state, key=key, **kwargs)  # its argument checks still apply
+            return torch.full_like(w, torch.nan), state
         finite = torch.isfinite(gramian).all()
         eye = torch.eye(gramian.shape[-1], dtype=gramian.dtype, device=gramian.device)
         safe = torch.where(finite, gramian, eye)

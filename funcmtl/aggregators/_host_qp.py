@@ -24,6 +24,7 @@ from funcmtl.aggregators._normalize import RIDGE, may_branch
 
 HOST_TASKS = 12  # T up to which a batch of problems (UPGrad's T) is solved here
 HOST_SINGLE_TASKS = 64  # T up to which one problem (MGDA's, DualProj's) is
+HOST_FREE_TASKS = 12  # free variables beyond which the tensor solvers take over
 
 Matrix = list[list[float]]
 
@@ -133,6 +134,8 @@ class _UnitProblem:
             tolerance = KKT_TOLERANCE * max(size, abs(nu))
             if entering is None or z[entering] - nu * a[entering] >= -tolerance:
                 break
+            if len(free) == HOST_FREE_TASKS:  # a dense solution: refactoring each step in
+                return None  # Python would cost O(|F|³), LAPACK's batched solvers win
             free.append(entering)
         else:
             return None

@@ -223,9 +223,9 @@ def solve_on_gramian(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -
     """
     n = gramian.shape[-1]
     single = lower.dim() == 1
-    if n <= (host_qp.HOST_SINGLE_TASKS if single else host_qp.HOST_TASKS) and may_branch(
-        gramian, lower
-    ):
+    if gramian.dim() == 2 and n <= (
+        host_qp.HOST_SINGLE_TASKS if single else host_qp.HOST_TASKS
+    ) and may_branch(gramian, lower):
         return _host_each(gramian, lower, simplex)
     if single and VMAP_HOST_TASKS <= n <= host_qp.HOST_SINGLE_TASKS and traced_on_cpu(
         gramian, lower

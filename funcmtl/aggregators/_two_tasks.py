@@ -76,7 +76,7 @@ def cagrad_dual(q: Tensor, radius: Tensor) -> tuple[Tensor, Tensor]:
     alpha = (q00 - q11) / 2
     r = torch.as_tensor(radius, dtype=q.dtype, device=q.device)
     rho = alpha / (torch.where(r > 0, r, torch.ones_like(r)) * a.sqrt())
-    interior = rho.abs() < 1
+    interior = (rho.abs() < 1) & (r > 0)  # r = 0: the minimiser of bᵀw, a vertex
     s = -rho * (gap / torch.where(interior, 1 - rho * rho, torch.ones_like(rho))).sqrt()
     # t = (s − B) / 2A and 1 − t = (2(Q₀₀ − Q₀₁) − s) / 2A, each from its own formula: the
     # smaller one would lose its digits as 1 minus the other (w near a vertex).
