@@ -41,7 +41,12 @@ def solve_batch(q: Tensor, c: Tensor, totals: Tensor | None) -> tuple[Tensor, Te
     unit = q / (s[:, :, None] * s[:, None, :])
     unit_c = c / s
     a = 1 / s
-    free = torch.ones_like(c)  # 1 on F, 0 on A
+    # 1 on F, 0 on A. Solutions are sparse: start from the tasks the bound conflicts with
+    # (c < 0), or on the simplex from the vertex of the shortest gradient.
+    if totals is None:
+        free = (unit_c < 0).to(c.dtype)
+    else:
+        free = torch.nn.functional.one_hot(s.argmin(-1), n).to(c.dtype)
     eye = torch.eye(n, dtype=c.dtype)
     nu = torch.zeros(batch, dtype=c.dtype)
     for _ in range(n + 2):

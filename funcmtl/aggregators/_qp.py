@@ -29,7 +29,7 @@ KKT_TOLERANCE = 1e-10  # of _shared_bound_qp's certificate, relative to the prob
 MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to the IPM
 VMAP_HOST_TASKS = 16  # under vmap, from here one problem per member is faster on the host
 # (K=32, T=40: DualProj 8.8 -> 5.3 ms) than as one batched tensor active set (T=8: 2.0 -> 2.1)
-COLD_START_TASKS = 16  # eager, up to this T the active-set steps start "all free" (no ADMM):
+COLD_START_TASKS = 16  # eager, up to this T the steps start from the conflicts (no ADMM):
 # 1.5 -> 0.7 ms for UPGrad at T = 8, but at T = 40 the extra (T, T, T) solves cost more
 
 
@@ -145,9 +145,10 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     the free set (``Q_FF y_F = −c_F``, ``y_A = 0``; a primal–dual active-set step, Hintermüller,
     Ito & Kunisch 2002) and the active set is updated from ``min(y, Qy + c)``. Eager CPU calls
     repeat the exact steps until the sets stop changing, and up to :data:`COLD_START_TASKS`
-    tasks skip ADMM (they start from "all free"). A row is ``certified`` when its last solve
-    satisfies the KKT conditions to :data:`KKT_TOLERANCE` (``y ≥ 0``, ``Qy + c ≥ 0``;
-    complementarity holds by construction) on a well-conditioned free block: it is then the
+    tasks skip ADMM (they start from the conflicting tasks, ``c < 0``). A row is
+    ``certified`` when its last solve satisfies the KKT conditions to :data:`KKT_TOLERANCE`
+    (``y ≥ 0``, ``Qy + c ≥ 0``; complementarity holds by construction) on a well-conditioned
+    free block: it is then the
     optimum to round-off. The others (rank-deficient free blocks, an active set the steps did
     not find) are for the interior-point method.
     """
@@ -155,8 +156,8 @@ def _shared_bound_qp(q: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     unit = q / (task[..., :, None] * task[..., None, :])
     unit_c = c / task[..., None, :]
     eager = may_branch(q, c)
-    if eager and unit.shape[-1] <= COLD_START_TASKS:  # "all free", then steps to a fixed point
-        y, multiplier = torch.ones_like(unit_c), torch.zeros_like(unit_c)
+    if eager and unit.shape[-1] <= COLD_START_TASKS:  # from the conflicts (c < 0), then steps
+        y, multiplier = torch.zeros_like(unit_c), unit_c  # to a fixed point
     else:  # ADMM's guess, then ACTIVE_SET_STEPS exact steps (eager: to a fixed point)
         rho = 1.0  # the mean eigenvalue of the unit-diagonal Q
         eigenvalues, eigenvectors = torch.linalg.eigh(unit)
