@@ -28,7 +28,7 @@ ACTIVE_SET_STEPS = 2  # exact solves on the active set guessed by ADMM, then by 
 KKT_TOLERANCE = 1e-10  # of _shared_bound_qp's certificate, relative to the problem's size
 MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to the IPM
 VMAP_HOST_TASKS = 16  # under vmap, from here one problem per member is faster on the host
-# (K=32, T=40: DualProj 8.8 -> 5.3 ms) than as one batched tensor active set (T=8: 2.0 -> 2.1)
+# (K=32, T=40: DualProj 8.8 -> 5.3 ms); below, one batched tensor active set is
 COLD_START_TASKS = 16  # eager, up to this T the steps start from the conflicts (no ADMM):
 # 1.5 -> 0.7 ms for UPGrad at T = 8, but at T = 40 the extra (T, T, T) solves cost more
 
@@ -228,10 +228,11 @@ def solve_on_gramian(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -
         host_qp.HOST_SINGLE_TASKS if single else host_qp.HOST_TASKS
     ) and may_branch(gramian, lower):
         return _host_each(gramian, lower, simplex)
-    if single and VMAP_HOST_TASKS <= n <= host_qp.HOST_SINGLE_TASKS and traced_on_cpu(
-        gramian, lower
-    ):
-        return _on_host(gramian, lower, simplex)
+    if traced_on_cpu(gramian, lower):
+        if 2 < n < VMAP_HOST_TASKS:  # (two tasks: the closed forms of solve_qp)
+            return _without_repair(gramian, lower, simplex)
+        if single and VMAP_HOST_TASKS <= n <= host_qp.HOST_SINGLE_TASKS:
+            return _on_host(gramian, lower, simplex)
     return _tensor_solve(gramian, lower, simplex)
 
 
@@ -250,3 +251,29 @@ def _host_each(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
 
 
 _on_host = plain_batch(_host_each)
+
+
+def _members_without_repair(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
+    """The members' plain batch ``(K, T, T)``, ``lower (K, [B,] T)``: the active sets on
+    ``G / mean diag G`` plus the ridge, without :func:`normalize`'s eigendecompositions (a
+    batched ``eigh`` is ~0.2 ms for K=32, T=8); the members they do not certify (which may
+    need the PSD repair) go through :func:`_tensor_solve`."""
+    g = (gramian + gramian.mT) / 2
+    diag = torch.diagonal(g, dim1=-2, dim2=-1).clamp(min=0)
+    scale = diag.mean(-1)
+    q = ridge(g / torch.where(scale > 0, scale, torch.ones_like(scale))[..., None, None])
+    if lower.dim() == gramian.dim():  # rows of bounds per member (UPGrad)
+        y, certified = _shared_bound_qp(q, lower @ q)
+        certified = certified.all(-1)
+    else:
+        totals = 1 - lower.sum(-1) if simplex else None
+        y, certified = active_set.solve_batch(q, matvec(q, lower), totals)
+    v = y + lower
+    if not bool(certified.all()):
+        rest = ~certified
+        v[rest] = torch.stack([_tensor_solve(g, b, simplex)
+                               for g, b in zip(gramian[rest], lower[rest], strict=True)])
+    return v
+
+
+_without_repair = plain_batch(_members_without_repair)
