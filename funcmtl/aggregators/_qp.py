@@ -27,8 +27,6 @@ ADMM_ITERATIONS = 30  # of _shared_bound_qp, enough to find the active set of fu
 ACTIVE_SET_STEPS = 2  # exact solves on the active set guessed by ADMM, then by the last solve
 KKT_TOLERANCE = 1e-10  # of _shared_bound_qp's certificate, relative to the problem's size
 MIN_PIVOT_RATIO = 1e-5  # smaller Cholesky pivots (condition ≳ 1e10): left to the IPM
-VMAP_HOST_TASKS = 16  # under vmap, from here one problem per member is faster on the host
-# (K=32, T=40: DualProj 8.8 -> 5.3 ms); below, one batched tensor active set is
 COLD_START_TASKS = 16  # eager, up to this T the steps start from the conflicts (no ADMM):
 # 1.5 -> 0.7 ms for UPGrad at T = 8, but at T = 40 the extra (T, T, T) solves cost more
 
@@ -217,10 +215,10 @@ def solve_on_gramian(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -
     """``argmin_{v ≥ lower} vᵀGv`` [and ``1ᵀv = 1``] for a float64 Gramian ``(…, T, T)``,
     ``lower (…, [B,] T)``.
 
-    Up to :mod:`._host_qp`'s task counts, where values may be read, on Python floats: an
-    eager call directly, and under ``vmap`` on a CPU one problem from :data:`VMAP_HOST_TASKS`
-    tasks member by member on the plain batch (the rule of :mod:`._plain_batch`); what it does
-    not certify, and everything else, by :func:`normalize` and :func:`solve_qp`.
+    Eager CPU calls up to :mod:`._host_qp`'s task counts: on Python floats. Under ``vmap`` on
+    a CPU: the members' plain batch (the rule of :mod:`._plain_batch`) by the active sets,
+    without the PSD repair. What these do not certify, and everything else (accelerators,
+    ``torch.compile``, two tasks' closed forms): :func:`normalize` and :func:`solve_qp`.
     """
     n = gramian.shape[-1]
     single = lower.dim() == 1
@@ -228,11 +226,8 @@ def solve_on_gramian(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -
         host_qp.HOST_SINGLE_TASKS if single else host_qp.HOST_TASKS
     ) and may_branch(gramian, lower):
         return _host_each(gramian, lower, simplex)
-    if traced_on_cpu(gramian, lower):
-        if 2 < n < VMAP_HOST_TASKS:  # (two tasks: the closed forms of solve_qp)
-            return _without_repair(gramian, lower, simplex)
-        if single and VMAP_HOST_TASKS <= n <= host_qp.HOST_SINGLE_TASKS:
-            return _on_host(gramian, lower, simplex)
+    if n > 2 and traced_on_cpu(gramian, lower):  # (two tasks: the closed forms of solve_qp)
+        return _without_repair(gramian, lower, simplex)
     return _tensor_solve(gramian, lower, simplex)
 
 
@@ -242,15 +237,9 @@ def _tensor_solve(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
 
 
 def _host_each(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
-    """One problem (``gramian (T, T)``) or a plain batch of members (``(K, T, T)``), each on
-    the host, or by the tensor solvers when the host does not certify it."""
-    if gramian.dim() > 2:  # the vmap rule's plain batch: every argument leads with the members
-        return torch.stack([_host_each(g, b, simplex) for g, b in zip(gramian, lower, strict=True)])
+    """One problem on the host, or by the tensor solvers when the host does not certify it."""
     found = host_qp.project(gramian, lower, simplex=simplex)
     return found if found is not None else _tensor_solve(gramian, lower, simplex)
-
-
-_on_host = plain_batch(_host_each)
 
 
 def _members_without_repair(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
