@@ -635,3 +635,15 @@ def test_under_vmap_certified_members_skip_the_interior_point_method(factory, mo
     out = vmap(lambda j: aggregator.update(j, state)[0])(jacobians)
     for j, d in zip(jacobians, out, strict=True):  # and the same answers one by one
         torch.testing.assert_close(d, aggregator.update(j, state)[0], atol=1e-10, rtol=1e-10)
+
+
+def test_cagrad_under_vmap_with_many_tasks_equals_one_by_one() -> None:
+    """From 16 tasks each member takes the eager path inside the vmap rule."""
+    gen = torch.Generator().manual_seed(3)
+    jacs = torch.randn(4, 20, 30, generator=gen, dtype=torch.float64) + torch.randn(
+        30, generator=gen, dtype=torch.float64)
+    agg = cagrad(c=0.5)
+    batched = vmap(lambda j: agg.update(j, agg.init(20))[0])(jacs)
+    for jac, direction in zip(jacs, batched, strict=True):
+        torch.testing.assert_close(direction, agg.update(jac, agg.init(20))[0],
+                                   rtol=1e-9, atol=1e-9)

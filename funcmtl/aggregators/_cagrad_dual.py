@@ -11,10 +11,13 @@ from funcmtl.aggregators import _cagrad_active_set as cagrad_active_set
 from funcmtl.aggregators import _two_tasks as two_tasks
 from funcmtl.aggregators._interior_point import interior_point
 from funcmtl.aggregators._normalize import matvec, may_branch, ridge
+from funcmtl.aggregators._plain_batch import plain_batch, traced_on_cpu
 
 CAGRAD_STAGES, CAGRAD_STEPS = 6, 4  # barrier stages × Newton steps of cagrad_weights
 CAGRAD_TAU0, CAGRAD_GROWTH = 1.0, 10.0  # the barrier parameters τ₀ μᵏ
 CAGRAD_ITERATIONS = 20  # then interior-point iterations on CAGrad's smooth dual
+MEMBERWISE_TASKS = 16  # under vmap on a CPU, from here each member by the eager path (K=32,
+# T=40: 71 -> 51 ms); below, the batched barrier method is cheaper than K active-set paths
 
 
 def cagrad_weights(
@@ -48,12 +51,34 @@ def cagrad_weights(
 
     Two tasks have a closed form (:func:`funcmtl.aggregators._two_tasks.cagrad_dual`). Eager
     CPU calls on one problem first try the exact active-set solve of
-    :mod:`funcmtl.aggregators._cagrad_active_set` and keep its answer when it is certified.
+    :mod:`funcmtl.aggregators._cagrad_active_set` and keep its answer when it is certified;
+    under ``vmap`` on a CPU, from :data:`MEMBERWISE_TASKS` tasks, so does every member.
     """
     q = ridge(q)
     n = q.shape[-1]
     if n == 2:
         return two_tasks.cagrad_dual(q, radius)
+    if n >= MEMBERWISE_TASKS and traced_on_cpu(q, radius):
+        packed = _memberwise(q, radius, stages, steps, iterations)
+        return packed[..., :-1], packed[..., -1]
+    return _solve(q, radius, stages, steps, iterations)
+
+
+def _each_member(q: Tensor, radius: Tensor, stages: int, steps: int, iterations: int) -> Tensor:
+    """``[w, ‖g_w‖]`` for every member of a plain batch (``q (K, n, n)`` ridged, ``radius
+    (K,)``), each by the eager path (the certified active set first)."""
+    rows = []
+    for qk, rk in zip(q, radius.expand(q.shape[:-2]), strict=True):
+        w, norm = _solve(qk, rk, stages, steps, iterations)
+        rows.append(torch.cat([w, norm[None]]))
+    return torch.stack(rows)
+
+
+_memberwise = plain_batch(_each_member)
+
+
+def _solve(q: Tensor, radius: Tensor, stages: int, steps: int, iterations: int):
+    n = q.shape[-1]
     if may_branch(q, radius) and q.dim() == 2 and radius.dim() == 0 and float(radius) > 0:
         w = cagrad_active_set.solve(q, q.mean(-1), float(radius))  # exact; None: uncertified
         if w is not None:
