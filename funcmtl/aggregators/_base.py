@@ -42,6 +42,7 @@ from funcmtl._transform import (
     check_num_tasks,
     stateless_init,
 )
+from funcmtl.aggregators._member_batch import BatchedWeights, member_update
 from funcmtl.optim._checks import _readable as readable
 
 PyTree = Any
@@ -175,23 +176,33 @@ def combine(weights: Tensor, task_grads: PyTree) -> PyTree:
 
 
 def from_weighting(
-    init: InitFn, weights: WeightsFn, *, needs_grads_dtype: bool = False
+    init: InitFn,
+    weights: WeightsFn,
+    *,
+    needs_grads_dtype: bool = False,
+    batched: BatchedWeights | None = None,
 ) -> Aggregator:
     """An aggregator that returns ``Jᵀ w`` with ``w`` from ``weights(J Jᵀ)``.
 
     ``update`` hands ``weights`` a float64 Gramian (:func:`gramian`): the weights come from
     the gradients to the precision the Gramian's dtype allows, whatever the gradients' size.
     A weighting whose tolerances follow the gradients' precision (a rank cutoff of ``100 ε``)
-    sets ``needs_grads_dtype``: it then also gets ``grads_dtype=``, the gradients' dtype.
+    sets ``needs_grads_dtype``: it then also gets ``grads_dtype=``, the gradients' dtype. A
+    stateless, keyless weighting may pass ``batched`` (plain Gramians ``(K, T, T) -> (K, T)``
+    weights) to run whole under ``vmap`` on a CPU (:mod:`._member_batch`).
 
     Non-finite Gramians (inf or NaN gradients) give NaN weights, and the state is left as it
     was: no error is raised, so that a step with overflowed gradients can be skipped (as loss
     scalers do) and one diverged member of a ``vmap`` batch does not stop the others.
     """
     checked = _finite_weighting(weights)
+    on_members = None if batched is None else member_update(batched)
 
     def update(task_grads: PyTree, state: AggregatorState, *, key: Tensor | None = None):
         num_tasks_of(task_grads)
+        direction = None if on_members is None else on_members(task_grads)
+        if direction is not None:
+            return direction, state
         gram = gramian(task_grads, torch.float64)
         if needs_grads_dtype:
             leaf = task_grads if isinstance(task_grads, Tensor) else tree.leaves(task_grads)[0]

@@ -6,8 +6,8 @@ from torch import Tensor
 
 from funcmtl._transform import named
 from funcmtl.aggregators._base import Aggregator, EmptyState, from_weighting, stateless_init
-from funcmtl.aggregators._qp import project_weights
-from funcmtl.aggregators._upgrad import check_options, preference
+from funcmtl.aggregators._qp import project_weights, solve_members
+from funcmtl.aggregators._upgrad import check_options, exact_only, preference
 
 
 @named
@@ -60,4 +60,8 @@ def dualproj(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -
         u = preference(pref_vector, gramian)
         return project_weights(gramian, u, reg_eps).to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    def batched(gramians: Tensor) -> Tensor:  # (K, T, T) -> (K, T), on plain tensors
+        u = preference(pref_vector, gramians[0])
+        return solve_members(gramians, u.expand_as(gramians[..., 0]))
+
+    return from_weighting(stateless_init, weights_fn, batched=exact_only(batched, reg_eps))

@@ -15,7 +15,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._qp import solve_on_gramian
+from funcmtl.aggregators._qp import solve_members, solve_on_gramian
 
 _NORMALIZATIONS = ("none", "l2")
 
@@ -83,4 +83,9 @@ def mgda(normalization: Literal["none", "l2"] = "none") -> Aggregator:
             w = w * inverse
         return w.to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    def batched(gramians: Tensor) -> Tensor:  # (K, T, T) -> (K, T), on plain tensors
+        return solve_members(gramians, torch.zeros_like(gramians[..., 0]), simplex=True)
+
+    return from_weighting(
+        stateless_init, weights_fn, batched=batched if normalization == "none" else None
+    )

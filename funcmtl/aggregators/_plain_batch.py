@@ -17,6 +17,13 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch._C._functorch import (
+    _add_batch_dim,
+    _unwrap_batched,
+    is_batchedtensor,
+    is_functorch_wrapped_tensor,
+    maybe_get_level,
+)
 
 
 def traced_on_cpu(*tensors: Tensor) -> bool:
@@ -25,7 +32,7 @@ def traced_on_cpu(*tensors: Tensor) -> bool:
     if torch.compiler.is_compiling():
         return False
     return all(t.device.type == "cpu" for t in tensors) and any(
-        torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors
+        is_functorch_wrapped_tensor(t) for t in tensors
     )
 
 
@@ -59,9 +66,40 @@ def plain_batch(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
 
     def call(*args: Any) -> Tensor:
         if traced_on_cpu(*(a for a in args if isinstance(a, Tensor))):
-            return Rule.apply(*args)
+            direct = _unwrapped_call(fn, args)
+            return direct if direct is not None else Rule.apply(*args)
         return fn(*args)
 
     call.__name__ = call.__qualname__ = fn.__name__
     call.__doc__ = fn.__doc__
     return call
+
+
+def _unwrapped_call(fn: Callable[..., Tensor], args: tuple) -> Tensor | None:
+    """The rule without ``autograd.Function``'s dispatch (~0.15 ms a call): when every wrapped
+    argument is a plain tensor batched by one ``vmap`` level, unwrap them, call ``fn`` on the
+    members' plain batch and re-wrap its result; ``None`` for anything else (nested
+    transforms), which takes the ``autograd.Function`` path."""
+    wrapped = [isinstance(a, Tensor) and is_functorch_wrapped_tensor(a) for a in args]
+    levels = {maybe_get_level(a) for a, w in zip(args, wrapped, strict=True) if w}
+    if len(levels) != 1:
+        return None
+    level = levels.pop()
+    plain: list[Any] = []
+    for arg, is_wrapped in zip(args, wrapped, strict=True):
+        if is_wrapped:
+            if not is_batchedtensor(arg):
+                return None
+            inner, dim = _unwrap_batched(arg, level)
+            if dim is None or is_functorch_wrapped_tensor(inner):
+                return None
+            arg = inner.movedim(dim, 0)
+        plain.append(arg)
+    size = next(p.shape[0] for p, w in zip(plain, wrapped, strict=True) if w)
+    plain = [
+        p.expand(size, *p.shape) if isinstance(p, Tensor) and not w else p
+        for p, w in zip(plain, wrapped, strict=True)
+    ]
+    with torch.no_grad():  # the solvers are not differentiable (as the rule's backward says)
+        out = fn(*plain)
+    return _add_batch_dim(out, 0, level)

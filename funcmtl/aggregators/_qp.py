@@ -236,6 +236,16 @@ def _tensor_solve(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
     return solve_qp(q, torch.zeros_like(lower), lower, simplex=simplex)
 
 
+def solve_members(gramian: Tensor, lower: Tensor, *, simplex: bool = False) -> Tensor:
+    """:func:`solve_on_gramian` for a plain batch of members' Gramians ``(K, T, T)`` and
+    bounds ``(K, [B,] T)`` (the weightings' ``batched`` form, :mod:`._member_batch`)."""
+    if gramian.shape[-1] > 2:
+        return _members_without_repair(gramian, lower, simplex)
+    q, _ = normalize(gramian)  # two tasks: the closed forms, rows of bounds on each member
+    q = q[:, None] if lower.dim() == gramian.dim() else q
+    return solve_qp(q, torch.zeros_like(lower), lower, simplex=simplex)
+
+
 def _host_each(gramian: Tensor, lower: Tensor, simplex: bool) -> Tensor:
     """One problem on the host, or by the tensor solvers when the host does not certify it."""
     found = host_qp.project(gramian, lower, simplex=simplex)

@@ -13,7 +13,7 @@ from funcmtl.aggregators._base import (
     from_weighting,
     stateless_init,
 )
-from funcmtl.aggregators._qp import project_weights
+from funcmtl.aggregators._qp import project_weights, solve_members
 from funcmtl.optim._checks import check_hyperparameter
 
 
@@ -101,4 +101,13 @@ def upgrad(pref_vector: Tensor | None = None, reg_eps: float | Tensor = 0.0) -> 
         v = project_weights(gramian, torch.diag(u), reg_eps)
         return v.sum(0).to(gramian.dtype), state
 
-    return from_weighting(stateless_init, weights_fn)
+    def batched(gramians: Tensor) -> Tensor:  # (K, T, T) -> (K, T), on plain tensors
+        bounds = torch.diag(preference(pref_vector, gramians[0])).expand_as(gramians)
+        return solve_members(gramians, bounds).sum(-2)
+
+    return from_weighting(stateless_init, weights_fn, batched=exact_only(batched, reg_eps))
+
+
+def exact_only(batched, reg_eps: float | Tensor):
+    """UPGrad's and DualProj's ``batched`` form, for the exact problem (``reg_eps = 0``)."""
+    return batched if isinstance(reg_eps, float) and reg_eps == 0 else None
