@@ -647,3 +647,30 @@ def test_cagrad_under_vmap_with_many_tasks_equals_one_by_one() -> None:
     for jac, direction in zip(jacs, batched, strict=True):
         torch.testing.assert_close(direction, agg.update(jac, agg.init(20))[0],
                                    rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("factory", [mgda, upgrad, dualproj], ids=lambda f: f.__name__)
+def test_the_whole_update_on_the_members_plain_batch(factory) -> None:
+    """Under vmap (CPU) MGDA/UPGrad/DualProj compute G, the weights and Jᵀw on the plain batch
+    (aggregators/_member_batch.py): pytrees of leaves, a diverged member (NaN direction, the
+    others unaffected) and nested vmaps all equal one-by-one calls."""
+    gen = torch.Generator().manual_seed(4)
+    grads = {"w": torch.randn(5, 6, 3, 4, generator=gen, dtype=torch.float64),
+             "b": torch.randn(5, 6, 7, generator=gen, dtype=torch.float64)}
+    grads["b"][2, 1, 0] = float("nan")  # member 2 diverged
+    agg = factory()
+
+    def one(g):
+        return agg.update(g, agg.init(6))[0]
+
+    batched = vmap(one)(grads)
+    for k in range(5):
+        solo = one({name: leaf[k] for name, leaf in grads.items()})
+        for name in grads:
+            if k == 2:
+                assert batched[name][k].isnan().all()
+            else:
+                torch.testing.assert_close(batched[name][k], solo[name], rtol=1e-9, atol=1e-9)
+    nested = vmap(vmap(one))({name: leaf.reshape(5, 1, *leaf.shape[1:])
+                              for name, leaf in grads.items()})
+    torch.testing.assert_close(nested["w"][:, 0], batched["w"], equal_nan=True)

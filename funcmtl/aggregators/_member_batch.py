@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from funcmtl import tree
-from funcmtl.aggregators._plain_batch import plain_batch, traced_on_cpu
+from funcmtl.aggregators._plain_batch import one_vmap_level, plain_batch, traced_on_cpu
 
 BatchedWeights = Callable[[Tensor], Tensor]  # (K, T, T) float64 -> (K, T) float64
 
@@ -48,8 +48,8 @@ def member_update(batched: BatchedWeights) -> Callable[[Any], Any | None]:
 
     def update(task_grads: Any) -> Any | None:
         leaves = [task_grads] if isinstance(task_grads, Tensor) else tree.leaves(task_grads)
-        if not traced_on_cpu(*leaves):
-            return None
+        if not (traced_on_cpu(*leaves) and one_vmap_level(*leaves)):
+            return None  # (nested transforms: the per-op path)
         flat = rule(*leaves)
         sizes = [x[0].numel() for x in leaves]
         parts = [p.reshape(x.shape[1:]) for p, x in zip(flat.split(sizes), leaves, strict=True)]

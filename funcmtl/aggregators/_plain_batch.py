@@ -75,6 +75,22 @@ def plain_batch(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return call
 
 
+def one_vmap_level(*tensors: Tensor) -> bool:
+    """Whether the wrapped tensors are plain tensors batched by one and the same ``vmap``
+    level (what :func:`plain_batch` unwraps directly)."""
+    wrapped = [t for t in tensors if is_functorch_wrapped_tensor(t)]
+    if not wrapped or len({maybe_get_level(t) for t in wrapped}) != 1:
+        return False
+    level = maybe_get_level(wrapped[0])
+    for t in wrapped:
+        if not is_batchedtensor(t):
+            return False
+        inner, dim = _unwrap_batched(t, level)
+        if dim is None or is_functorch_wrapped_tensor(inner):
+            return False
+    return True
+
+
 def _unwrapped_call(fn: Callable[..., Tensor], args: tuple) -> Tensor | None:
     """The rule without ``autograd.Function``'s dispatch (~0.15 ms a call): when every wrapped
     argument is a plain tensor batched by one ``vmap`` level, unwrap them, call ``fn`` on the

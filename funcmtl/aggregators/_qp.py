@@ -256,7 +256,14 @@ def _members_without_repair(gramian: Tensor, lower: Tensor, simplex: bool) -> Te
     """The members' plain batch ``(K, T, T)``, ``lower (K, [B,] T)``: the active sets on
     ``G / mean diag G`` plus the ridge, without :func:`normalize`'s eigendecompositions (a
     batched ``eigh`` is ~0.2 ms for K=32, T=8); the members they do not certify (which may
-    need the PSD repair) go through :func:`_tensor_solve`."""
+    need the PSD repair) go through :func:`_tensor_solve`. Several leading batch dimensions
+    (nested ``vmap``) are flattened into one."""
+    if gramian.dim() > 3:
+        members = gramian.shape[:-2]
+        flat = _members_without_repair(
+            gramian.reshape(-1, *gramian.shape[-2:]),
+            lower.reshape(-1, *lower.shape[len(members):]), simplex)
+        return flat.reshape(*members, *flat.shape[1:])
     g = (gramian + gramian.mT) / 2
     diag = torch.diagonal(g, dim1=-2, dim2=-1).clamp(min=0)
     scale = diag.mean(-1)
