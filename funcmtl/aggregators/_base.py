@@ -19,9 +19,7 @@ backward of ``Σ wₜ Lₜ`` — without ever holding ``J``. :func:`from_weighti
 
 from __future__ import annotations
 
-import functools
 import math
-import operator
 from typing import Any, NamedTuple, Protocol
 
 __all__ = [
@@ -42,7 +40,7 @@ from funcmtl._transform import (
     check_num_tasks,
     stateless_init,
 )
-from funcmtl.aggregators._member_batch import BatchedWeights, member_update
+from funcmtl.aggregators._member_batch import BatchedWeights, member_update, sum_of_products
 from funcmtl.optim._checks import _readable as readable
 
 PyTree = Any
@@ -79,7 +77,7 @@ class Aggregator(NamedTuple):
 
 def num_tasks_of(task_grads: PyTree) -> int:
     """The common leading task axis ``T`` of every leaf, checked once at the boundary."""
-    leaves = [task_grads] if isinstance(task_grads, Tensor) else tree.leaves(task_grads)
+    leaves = tree.leaves(task_grads)
     if not leaves:
         raise ValueError("`task_grads` must hold at least one tensor; got an empty pytree.")
     sizes = {x.shape[0] if x.dim() else None for x in leaves}
@@ -114,7 +112,7 @@ def gramian(task_grads: PyTree, dtype: torch.dtype | None = None) -> Tensor:
     about ``√P ε₃₂`` in ``G``, which singular Gramians amplify in the weights (see the
     aggregators' float32 tolerances); pass float64 gradients for a float64 Gramian.
     """
-    leaves = [task_grads] if isinstance(task_grads, Tensor) else tree.leaves(task_grads)
+    leaves = tree.leaves(task_grads)
     blocks = [x if x.dim() == 2 else einops.rearrange(x, "tasks ... -> tasks (...)")
               for x in leaves]
     accumulate = _result_dtype(blocks[0].dtype)
@@ -128,12 +126,12 @@ def gramian(task_grads: PyTree, dtype: torch.dtype | None = None) -> Tensor:
         # Traced (vmap, compile) or on an accelerator, scaling would cost a copy of J on
         # every call; float32 products overflow only for entries beyond ~1e18, where the
         # Gramian turns inf and the step is flagged non-finite rather than silently wrong.
-        return _sum_of_products(blocks).to(dtype)
+        return sum_of_products(blocks).to(dtype)
     extremes = [torch.stack(torch.aminmax(b)) if b.numel() else b.new_zeros(2) for b in blocks]
     largest = torch.cat(extremes).abs().amax()
     # The power of two at or just above the largest entry (1 for 0, inf or NaN): exact scaling.
     scale = torch.ldexp(torch.ones_like(largest), torch.frexp(largest)[1])
-    scaled = _sum_of_products([b / scale for b in blocks])
+    scaled = sum_of_products([b / scale for b in blocks])
     scale = scale.to(dtype)
     return scaled.to(dtype) * scale * scale
 
@@ -149,14 +147,9 @@ def _plain_gramian(blocks: list[Tensor]) -> Tensor | None:
     Scaling costs a copy of ``J``, 2.5× the time of the products alone."""
     if not readable(blocks[0]):
         return None
-    gram = _sum_of_products(blocks)
+    gram = sum_of_products(blocks)
     top = float(gram.diagonal().amax()) if gram.numel() else 1.0
     return gram if _PLAIN_RANGE[0] < top < _PLAIN_RANGE[1] else None
-
-
-def _sum_of_products(blocks: list[Tensor]) -> Tensor:
-    """``Σ B Bᵀ`` over the blocks (no ``0 +`` of the built-in ``sum``: one op less per call)."""
-    return functools.reduce(operator.add, (b @ b.mT for b in blocks))
 
 
 def _result_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -170,8 +163,6 @@ def combine(weights: Tensor, task_grads: PyTree) -> PyTree:
         w = weights.to(x.dtype)
         return w @ x if x.dim() == 2 else (w @ x.reshape(x.shape[0], -1)).reshape(x.shape[1:])
 
-    if isinstance(task_grads, Tensor):  # the common (T, P) matrix: no pytree round trip
-        return weighted_sum(task_grads)
     return tree.map(weighted_sum, task_grads)
 
 
@@ -205,8 +196,7 @@ def from_weighting(
             return direction, state
         gram = gramian(task_grads, torch.float64)
         if needs_grads_dtype:
-            leaf = task_grads if isinstance(task_grads, Tensor) else tree.leaves(task_grads)[0]
-            dtype = leaf.dtype
+            dtype = tree.leaves(task_grads)[0].dtype
             w, state = checked(gram, state, key=key, grads_dtype=dtype)
         else:
             w, state = checked(gram, state, key=key)
